@@ -1,0 +1,145 @@
+"""omnihub's HTTP edge: provider webhooks and the REST API for CRMs.
+
+Each route reads the request, calls one function in chalicelib, and shapes the answer. Service
+modules are imported inside the routes so a cold start pays only for what its first request uses
+(see bench/ for the figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib.http.errors import bad_request, guarded
+from chalicelib.http.middleware import edge
+from chalicelib.http.requests import json_object, query_value, webhook_request
+
+app = Chalice(app_name="omnihub", configure_logs=False)
+app.api.binary_types.append("multipart/form-data")
+app.register_middleware(edge, "http")
+
+TWILIO_TYPES = ["application/x-www-form-urlencoded", "application/json"]
+TWIML = {"Content-Type": "text/xml"}
+
+
+def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        return app.route(path, **options)(guarded(view))
+
+    return register
+
+
+@route("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# --- Provider webhooks -------------------------------------------------------------------------
+
+
+@route("/webhooks/twilio/messaging", methods=["POST"], content_types=TWILIO_TYPES)
+def twilio_messaging() -> Response:
+    from chalicelib.channels import twilio
+    from chalicelib.config import secret, settings
+    from chalicelib.services.ingest import ingest
+
+    config = settings()
+    params = twilio.verify(webhook_request(app.current_request), secret("twilio_auth_token"), config.public_base_url)
+    ingest(twilio.parse_inbound(params, config.default_phone_region))
+    return Response(body=twilio.EMPTY_TWIML, headers=TWIML)
+
+
+@route("/webhooks/twilio/status", methods=["POST"], content_types=TWILIO_TYPES)
+def twilio_status() -> Response:
+    from chalicelib.channels import twilio
+    from chalicelib.config import secret, settings
+    from chalicelib.services.delivery_status import record_status
+
+    params = twilio.verify(
+        webhook_request(app.current_request), secret("twilio_auth_token"), settings().public_base_url
+    )
+    record_status(twilio.parse_status(params))
+    return Response(body=twilio.EMPTY_TWIML, headers=TWIML)
+
+
+@route("/webhooks/sendgrid/inbound", methods=["POST"], content_types=["multipart/form-data"])
+def sendgrid_inbound() -> dict[str, str]:
+    from chalicelib.channels import sendgrid
+    from chalicelib.config import secret, settings
+    from chalicelib.services.ingest import ingest
+
+    request = webhook_request(app.current_request)
+    sendgrid.verify(request, secret("sendgrid_inbound_token"))
+    result = ingest(sendgrid.parse_inbound(request, settings().default_phone_region))
+    return {"status": "duplicate" if result.duplicate else "stored", "message_id": result.message_id}
+
+
+# --- REST API for CRMs (Bearer auth in the edge middleware) -----------------------------------
+
+
+@route("/v1/customers")
+def find_customers() -> dict[str, Any]:
+    from chalicelib.api.models import customer_view
+    from chalicelib.services.customers import find_customer
+
+    request = app.current_request
+    phone, email = query_value(request, "phone"), query_value(request, "email")
+    if (phone is None) == (email is None):
+        raise bad_request("give exactly one of the query parameters 'phone' or 'email'")
+    customer = find_customer(phone=phone, email=email)
+    return {"data": [customer_view(customer)] if customer else []}
+
+
+@route("/v1/customers/{customer_id}")
+def get_customer(customer_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import customer_view
+    from chalicelib.services import customers
+
+    return customer_view(customers.get_customer(customer_id))
+
+
+@route("/v1/customers/{customer_id}", methods=["PATCH"])
+def patch_customer(customer_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import CustomerPatch, customer_view
+    from chalicelib.services import customers
+
+    patch = CustomerPatch.model_validate(json_object(app.current_request))
+    return customer_view(customers.patch_customer(customer_id, patch))
+
+
+@route("/v1/customers/{customer_id}/conversation")
+def get_customer_conversation(customer_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import conversation_view
+    from chalicelib.services import customers
+
+    customer = customers.get_customer(customer_id)
+    return conversation_view(customers.get_conversation(customer.conversation_id))
+
+
+@route("/v1/conversations/{conversation_id}")
+def get_conversation(conversation_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import conversation_view
+    from chalicelib.services import customers
+
+    return conversation_view(customers.get_conversation(conversation_id))
+
+
+@route("/v1/conversations/{conversation_id}/messages")
+def list_messages(conversation_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import message_view
+    from chalicelib.services import customers
+
+    request = app.current_request
+    limit = _page_size(query_value(request, "limit"))
+    messages, next_cursor = customers.list_messages(conversation_id, limit, query_value(request, "cursor"))
+    return {"data": [message_view(message) for message in messages], "next_cursor": next_cursor}
+
+
+def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise bad_request(f"'limit' must be a whole number from 1 to {maximum}")
+    return int(raw)

@@ -1,0 +1,189 @@
+"""Twilio Programmable Messaging: SMS, MMS and WhatsApp webhooks.
+
+Inbound messages and status callbacks arrive form-encoded (JSON bodies are signed with the
+`bodySHA256` query variant). Every request is checked against `X-Twilio-Signature` over the
+public URL Twilio called before anything else looks at it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
+from chalicelib.domain.identity import InvalidIdentity, normalize_phone, phone_identity
+from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, StatusUpdate
+
+PROVIDER = "twilio"
+SIGNATURE_HEADER = "x-twilio-signature"
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+MAX_MEDIA = 10  # Twilio delivers at most 10 media items per message
+
+_STATUSES: dict[str, DeliveryStatus] = {
+    "accepted": DeliveryStatus.ACCEPTED,
+    "scheduled": DeliveryStatus.SCHEDULED,
+    "canceled": DeliveryStatus.CANCELED,
+    "queued": DeliveryStatus.QUEUED,
+    "sending": DeliveryStatus.SENDING,
+    "sent": DeliveryStatus.SENT,
+    "failed": DeliveryStatus.FAILED,
+    "delivered": DeliveryStatus.DELIVERED,
+    "partially_delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "receiving": DeliveryStatus.RECEIVED,
+    "received": DeliveryStatus.RECEIVED,
+    "read": DeliveryStatus.READ,
+}
+
+
+class FormParams(dict[str, str]):
+    """Form fields with their repeated values kept, in the shape twilio's validator reads."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._lists: dict[str, list[str]] = {}
+        for key, value in pairs:
+            self._lists.setdefault(key, []).append(value)
+        super().__init__({key: values[0] for key, values in self._lists.items()})
+
+    def getlist(self, key: str) -> list[str]:
+        return self._lists.get(key, [])
+
+
+def read_params(request: WebhookRequest) -> FormParams | str:
+    """The form fields, or the raw JSON text when Twilio sent a JSON body."""
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("request body is not valid UTF-8") from None
+    if request.content_type == "application/json":
+        return text
+    return FormParams(parse_qsl(text, keep_blank_values=True))
+
+
+def verify(request: WebhookRequest, auth_token: str, public_base_url: str) -> FormParams:
+    """Check X-Twilio-Signature and return the verified form fields."""
+    if not auth_token:
+        raise WebhookRejected("TWILIO_AUTH_TOKEN is not configured")
+    signature = request.header(SIGNATURE_HEADER)
+    if not signature:
+        raise WebhookRejected("X-Twilio-Signature header is missing")
+    try:
+        params = read_params(request)
+    except MalformedPayload as exc:
+        raise WebhookRejected(f"unverifiable body: {exc}") from None
+
+    from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+    algorithm = get_signature_algorithm(request.header(SIGNATURE_SETTINGS_HEADER))
+    url = request.public_url(public_base_url)
+    if not RequestValidator(auth_token).validate(url, params, signature, algorithm):
+        raise WebhookRejected("X-Twilio-Signature does not match the request")
+    if isinstance(params, str):
+        return _json_params(params)
+    return params
+
+
+def _json_params(text: str) -> FormParams:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise MalformedPayload("JSON body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedPayload("JSON body must be an object")
+    return FormParams((str(key), "" if value is None else str(value)) for key, value in data.items())
+
+
+def _required(params: FormParams, name: str) -> str:
+    value = params.get(name, "").strip()
+    if not value:
+        raise MalformedPayload(f"'{name}' is required")
+    return value
+
+
+def _channel_of(address: str) -> Channel:
+    scheme, sep, _ = address.partition(":")
+    if not sep or scheme.lower() in {"tel", "sms", "mms"} or scheme.startswith("+"):
+        return Channel.SMS
+    if scheme.lower() == "whatsapp":
+        return Channel.WHATSAPP
+    raise MalformedPayload(f"unsupported address type '{scheme}:' in 'From'")
+
+
+def _media(params: FormParams) -> list[Media]:
+    raw_count = params.get("NumMedia", "0").strip() or "0"
+    if not raw_count.isdigit():
+        raise MalformedPayload("'NumMedia' must be a whole number")
+    items = []
+    for index in range(min(int(raw_count), MAX_MEDIA)):
+        url = params.get(f"MediaUrl{index}")
+        if url:
+            items.append(Media(url=url, content_type=params.get(f"MediaContentType{index}") or None))
+    return items
+
+
+def parse_inbound(params: FormParams, default_region: str = "US") -> InboundMessage:
+    """An inbound SMS, MMS or WhatsApp message from Twilio's webhook fields."""
+    sid = params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid") or ""
+    if not sid.strip():
+        raise MalformedPayload("'MessageSid' is required")
+    sender = _required(params, "From")
+    recipient = _required(params, "To")
+    channel = _channel_of(sender)
+    try:
+        identity = phone_identity(sender, default_region)
+    except InvalidIdentity as exc:
+        raise MalformedPayload(f"'From' is not a usable phone number ({exc})") from None
+    media = _media(params)
+    body = params.get("Body", "")
+    return InboundMessage(
+        provider=PROVIDER,
+        provider_message_id=sid.strip(),
+        channel=channel,
+        sender=identity,
+        sender_address=sender,
+        recipient_address=_display_recipient(recipient, default_region),
+        body=body or params.get("ButtonText", "") or _location_text(params),
+        media=media,
+        profile_name=(params.get("ProfileName") or "").strip() or None,
+        provider_account=params.get("AccountSid") or None,
+    )
+
+
+def _display_recipient(recipient: str, default_region: str) -> str:
+    prefix = "whatsapp:" if recipient.lower().startswith("whatsapp:") else ""
+    try:
+        return prefix + normalize_phone(recipient, default_region)
+    except InvalidIdentity:
+        return recipient  # a short code or alphanumeric sender id is kept as sent
+
+
+def _location_text(params: FormParams) -> str:
+    latitude, longitude = params.get("Latitude"), params.get("Longitude")
+    if not latitude or not longitude:
+        return ""
+    label = params.get("Label") or params.get("Address") or "Location"
+    return f"{label}: {latitude},{longitude}"
+
+
+def parse_status(params: FormParams) -> StatusUpdate:
+    """A delivery status callback for a message the hub sent."""
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    if not sid.strip():
+        raise MalformedPayload("'MessageSid' is required")
+    raw_status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+    if not raw_status:
+        raise MalformedPayload("'MessageStatus' is required")
+    status = _STATUSES.get(raw_status)
+    if status is None:
+        raise MalformedPayload(f"unknown 'MessageStatus' '{raw_status}'")
+    return StatusUpdate(
+        provider=PROVIDER,
+        provider_message_id=sid.strip(),
+        status=status,
+        error_code=(params.get("ErrorCode") or "").strip() or None,
+        error_message=(params.get("ErrorMessage") or "").strip() or None,
+    )
+
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'

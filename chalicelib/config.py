@@ -1,0 +1,52 @@
+"""Settings from the environment.
+
+Secrets (Twilio auth token, SendGrid inbound token, the hub API key) are plain environment
+variables locally. In AWS each may instead name an SSM SecureString parameter through
+`<NAME>_PARAMETER` (for example `TWILIO_AUTH_TOKEN_PARAMETER=/omnihub/prod/twilio/auth-token`);
+it is read with Powertools Parameters and cached for `SECRET_CACHE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    table_name: str = "omnihub"
+    routing_queue_url: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    default_phone_region: str = Field(default="US", description="ISO region for national-format numbers")
+    max_body_bytes: int = 5 * 1024 * 1024
+    # Twilio retries a webhook after 15 s; answer well within that even when AWS is slow.
+    aws_timeout_seconds: float = 5.0
+    secret_cache_seconds: int = 300
+    service_name: str = "omnihub"
+
+    twilio_auth_token: str = ""
+    sendgrid_inbound_token: str = ""
+    hub_api_key: str = ""
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()
+
+
+def secret(name: str) -> str:
+    """A secret setting: the environment variable, else the SSM parameter it names, else ''."""
+    value = os.environ.get(name.upper(), "")
+    if value:
+        return value
+    parameter = os.environ.get(f"{name.upper()}_PARAMETER", "")
+    if not parameter:
+        return ""
+    from aws_lambda_powertools.utilities import parameters
+
+    fetched = parameters.get_parameter(parameter, decrypt=True, max_age=settings().secret_cache_seconds)
+    return str(fetched or "")

@@ -1,0 +1,101 @@
+"""Customers and their one conversation thread."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from chalicelib.domain.identity import Identity
+from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
+
+
+class ConversationStatus(StrEnum):
+    OPEN = "open"  # has messages, not yet handed to routing
+    WAITING = "waiting"  # waiting for an agent
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
+
+
+class Customer(BaseModel):
+    id: str
+    conversation_id: str
+    # What the business set through the API; never overwritten by what providers send.
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    # What providers told us (WhatsApp ProfileName, an email's display name), per channel.
+    provider_names: dict[str, str] = Field(default_factory=dict)
+    identities: list[Identity] = Field(default_factory=list)
+    last_channel: Channel | None = None
+    last_inbound_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    # Bumped on every profile change; writes are conditional on it (optimistic locking).
+    version: int = 0
+
+    @property
+    def display_name(self) -> str | None:
+        if self.name:
+            return self.name
+        if self.last_channel and self.last_channel.value in self.provider_names:
+            return self.provider_names[self.last_channel.value]
+        return next(iter(self.provider_names.values()), None)
+
+
+class Conversation(BaseModel):
+    id: str
+    customer_id: str
+    status: ConversationStatus = ConversationStatus.OPEN
+    channels: list[Channel] = Field(default_factory=list)
+    message_count: int = 0
+    inbound_count: int = 0
+    outbound_count: int = 0
+    last_message_id: str | None = None
+    last_message_at: datetime | None = None
+    last_channel: Channel | None = None
+    waiting_since: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+def customer_from_first_message(customer_id: str, conversation_id: str, msg: InboundMessage) -> Customer:
+    """The customer a first message from an unknown identity creates."""
+    phone = msg.sender.value if msg.sender.kind == "phone" else None
+    email = msg.sender.value if msg.sender.kind == "email" else None
+    names = {msg.channel.value: msg.profile_name} if msg.profile_name else {}
+    return Customer(
+        id=customer_id,
+        conversation_id=conversation_id,
+        phone=phone,
+        email=email,
+        provider_names=names,
+        identities=[msg.sender],
+        last_channel=msg.channel,
+        last_inbound_at=msg.received_at,
+        created_at=msg.received_at,
+        updated_at=msg.received_at,
+    )
+
+
+def inbound_thread_message(message_id: str, customer_id: str, conversation_id: str, msg: InboundMessage) -> Message:
+    return Message(
+        id=message_id,
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        channel=msg.channel,
+        direction=Direction.INBOUND,
+        body=msg.body,
+        subject=msg.subject,
+        status=DeliveryStatus.RECEIVED,
+        created_at=msg.received_at,
+        provider=msg.provider,
+        provider_message_id=msg.provider_message_id,
+        sender_address=msg.sender_address,
+        recipient_address=msg.recipient_address,
+        media=msg.media,
+        email=msg.email,
+    )

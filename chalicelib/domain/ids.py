@@ -1,0 +1,55 @@
+"""Sortable identifiers (ULIDs): 48-bit millisecond time + 80 random bits, Crockford base32.
+
+Ids made in one process are strictly increasing even within one millisecond, so a thread's
+messages sort by arrival; ids from different processes in the same millisecond still form a
+total order (ties broken by the random part).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+_lock = threading.Lock()
+_last_ms = -1
+_last_random = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ulid(now_ms: int | None = None) -> str:
+    global _last_ms, _last_random
+    with _lock:
+        ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if ms <= _last_ms:
+            ms = _last_ms
+            _last_random += 1
+            if _last_random >= 1 << _RANDOM_BITS:
+                ms += 1
+                _last_random = secrets.randbits(_RANDOM_BITS - 1)
+        else:
+            # Leave headroom so increments within a millisecond never overflow in practice.
+            _last_random = secrets.randbits(_RANDOM_BITS - 1)
+        _last_ms = ms
+        return _encode(ms, 10) + _encode(_last_random, 16)
+
+
+def ulid_time_ms(ulid: str) -> int:
+    value = 0
+    for char in ulid[:10]:
+        value = value * 32 + _ALPHABET.index(char)
+    return value
+
+
+def new_id(prefix: str) -> str:
+    """A prefixed id such as `cus_01J...`: the prefix tells a reader what kind of thing it is."""
+    return f"{prefix}_{new_ulid()}"

@@ -1,0 +1,135 @@
+"""Messages as the hub sees them, whatever channel carried them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chalicelib.domain.identity import Identity
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    EMAIL = "email"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class DeliveryStatus(StrEnum):
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+# How far along delivery a status is: a late callback never moves a message backwards.
+# Failure states outrank success states that precede them in time (a message can be
+# "sent" and then "undelivered"), but "read" is final proof of delivery.
+STATUS_RANK: dict[DeliveryStatus, int] = {
+    DeliveryStatus.RECEIVED: 0,
+    DeliveryStatus.SCHEDULED: 1,
+    DeliveryStatus.ACCEPTED: 2,
+    DeliveryStatus.QUEUED: 3,
+    DeliveryStatus.SENDING: 4,
+    DeliveryStatus.SENT: 5,
+    DeliveryStatus.CANCELED: 6,
+    DeliveryStatus.DELIVERED: 7,
+    DeliveryStatus.UNDELIVERED: 8,
+    DeliveryStatus.FAILED: 8,
+    DeliveryStatus.READ: 9,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Media(BaseModel):
+    """A picture, file or attachment. Email attachments keep metadata only, never their bytes."""
+
+    url: str | None = None
+    content_type: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    content_id: str | None = None
+
+
+class EmailThreading(BaseModel):
+    """Headers kept so an agent's reply threads in the customer's mail client."""
+
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+
+
+class InboundMessage(BaseModel):
+    """A message a customer sent, parsed from a provider's webhook."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    provider_message_id: str
+    channel: Channel
+    sender: Identity
+    sender_address: str
+    recipient_address: str
+    body: str = ""
+    subject: str | None = None
+    media: list[Media] = Field(default_factory=list)
+    profile_name: str | None = None
+    email: EmailThreading | None = None
+    provider_account: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.provider}:{self.provider_message_id}"
+
+
+class StatusUpdate(BaseModel):
+    """A provider's report on an outbound message's delivery."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    provider_message_id: str
+    status: DeliveryStatus
+    error_code: str | None = None
+    error_message: str | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(BaseModel):
+    """One entry of a customer's thread, inbound or outbound."""
+
+    id: str
+    conversation_id: str
+    customer_id: str
+    channel: Channel
+    direction: Direction
+    body: str = ""
+    subject: str | None = None
+    status: DeliveryStatus
+    created_at: datetime
+    provider: str | None = None
+    provider_message_id: str | None = None
+    sender_address: str | None = None
+    recipient_address: str | None = None
+    media: list[Media] = Field(default_factory=list)
+    email: EmailThreading | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    status_updated_at: datetime | None = None

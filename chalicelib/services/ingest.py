@@ -1,0 +1,110 @@
+"""Inbound messages: recognise the customer, append to the one thread, hand off to routing.
+
+A provider retry is always safe: the dedupe marker written in the same transaction as the
+message makes the retry a no-op for storage, and the retry still (re)sends the routing task, so
+a failure between the write and the enqueue is completed by the provider's next attempt.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from chalicelib.domain.customers import (
+    Conversation,
+    customer_from_first_message,
+    inbound_thread_message,
+)
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.messages import InboundMessage
+from chalicelib.domain.routing_task import RoutingTask
+from chalicelib.observability import logger
+from chalicelib.services.errors import Unavailable
+from chalicelib.store import thread
+
+MAX_ATTEMPTS = 6
+
+
+class IngestUnavailable(Unavailable):
+    """The message could not be stored or handed off now; the provider should retry."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    message_id: str
+    customer_id: str
+    conversation_id: str
+    duplicate: bool = False
+    new_customer: bool = False
+
+
+def ingest(msg: InboundMessage) -> IngestResult:
+    result = _store(msg)
+    _enqueue(msg, result)
+    logger.info(
+        "inbound message stored",
+        extra={
+            "provider": msg.provider,
+            "channel": msg.channel.value,
+            "message_id": result.message_id,
+            "customer_id": result.customer_id,
+            "duplicate": result.duplicate,
+            "new_customer": result.new_customer,
+        },
+    )
+    return result
+
+
+def _store(msg: InboundMessage) -> IngestResult:
+    for attempt in range(MAX_ATTEMPTS):
+        ref = thread.find_identity(msg.sender)
+        message_id = new_id("msg")
+        try:
+            if ref is None:
+                customer = customer_from_first_message(new_id("cus"), new_id("conv"), msg)
+                message = inbound_thread_message(message_id, customer.id, customer.conversation_id, msg)
+                conversation = Conversation(
+                    id=customer.conversation_id,
+                    customer_id=customer.id,
+                    channels=[msg.channel],
+                    message_count=1,
+                    inbound_count=1,
+                    last_message_id=message.id,
+                    last_message_at=msg.received_at,
+                    last_channel=msg.channel,
+                    created_at=msg.received_at,
+                    updated_at=msg.received_at,
+                )
+                thread.create_customer_with_message(msg.sender, customer, conversation, message)
+                return IngestResult(message.id, customer.id, customer.conversation_id, new_customer=True)
+            message = inbound_thread_message(message_id, ref.customer_id, ref.conversation_id, msg)
+            thread.append_inbound(ref, message, msg.profile_name)
+            return IngestResult(message.id, ref.customer_id, ref.conversation_id)
+        except thread.IdentityTaken:
+            continue  # a concurrent first message created the customer: join it
+        except thread.Contention:
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))
+        except thread.DuplicateMessage:
+            stored = thread.find_provider_message(msg.provider, msg.provider_message_id)
+            if stored is None:
+                continue
+            return IngestResult(stored.message_id, stored.customer_id, stored.conversation_id, duplicate=True)
+    raise IngestUnavailable("the thread is busy; retry")
+
+
+def _enqueue(msg: InboundMessage, result: IngestResult) -> None:
+    from chalicelib import queue
+
+    task = RoutingTask(
+        customer_id=result.customer_id,
+        conversation_id=result.conversation_id,
+        message_id=result.message_id,
+        channel=msg.channel,
+        received_at=msg.received_at,
+    )
+    try:
+        queue.send_routing_task(task.model_dump_json(), result.customer_id, msg.dedupe_key)
+    except Exception as exc:
+        logger.warning("routing hand-off failed; the provider's retry will redo it", extra={"error": str(exc)})
+        raise IngestUnavailable("the message is stored but could not be handed to routing; retry") from exc

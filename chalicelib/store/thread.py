@@ -1,0 +1,246 @@
+"""Writes and reads of customers' threads: the ingest transaction and the message list.
+
+Ingest costs, for an identity already known: one GetItem (identity) and one TransactWriteItems
+(dedupe marker + message + conversation + customer). A first message from a new identity
+writes identity, customer, conversation, dedupe marker and message in one transaction, whose
+condition on the identity item makes two racing first messages agree on one customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.domain.customers import Conversation, Customer
+from chalicelib.domain.identity import Identity
+from chalicelib.domain.messages import STATUS_RANK, Message, StatusUpdate
+from chalicelib.store import keys, table
+from chalicelib.store.table import ConditionFailed, TransactionCancelled
+
+
+class DuplicateMessage(Exception):
+    """The provider message id is already stored (a provider retry)."""
+
+
+class IdentityTaken(Exception):
+    """Another request created a customer for this identity first."""
+
+
+class Contention(Exception):
+    """DynamoDB cancelled the transaction for a concurrent write; safe to retry."""
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    customer_id: str
+    conversation_id: str
+
+
+@dataclass(frozen=True)
+class StoredProviderMessage:
+    message_id: str
+    conversation_id: str
+    customer_id: str
+    direction: str
+    channel: str
+
+
+def find_identity(identity: Identity) -> ThreadRef | None:
+    item = table.get(keys.identity_key(identity))
+    if item is None:
+        return None
+    return ThreadRef(customer_id=item["customer_id"], conversation_id=item["conversation_id"])
+
+
+def find_provider_message(provider: str, provider_message_id: str) -> StoredProviderMessage | None:
+    item = table.get(keys.provider_message_key(provider, provider_message_id))
+    if item is None:
+        return None
+    return StoredProviderMessage(
+        message_id=item["message_id"],
+        conversation_id=item["conversation_id"],
+        customer_id=item["customer_id"],
+        direction=item["direction"],
+        channel=item["channel"],
+    )
+
+
+def identity_item(identity: Identity, ref: ThreadRef, linked_at: str, linked_by: str) -> dict[str, Any]:
+    return {
+        **keys.identity_key(identity),
+        "type": "identity",
+        "kind": identity.kind.value,
+        "value": identity.value,
+        "customer_id": ref.customer_id,
+        "conversation_id": ref.conversation_id,
+        "linked_at": linked_at,
+        "linked_by": linked_by,
+    }
+
+
+def customer_item(customer: Customer) -> dict[str, Any]:
+    data = customer.model_dump(mode="json", exclude_none=True)
+    return {**keys.customer_key(customer.id), "type": "customer", **data}
+
+
+def conversation_item(conversation: Conversation) -> dict[str, Any]:
+    data = conversation.model_dump(mode="json", exclude_none=True)
+    data["channels"] = set(data.get("channels") or [])
+    if not data["channels"]:
+        del data["channels"]  # DynamoDB has no empty sets
+    return {**keys.conversation_key(conversation.id), "type": "conversation", **data}
+
+
+def message_item(message: Message) -> dict[str, Any]:
+    data = message.model_dump(mode="json", exclude_none=True)
+    data["status_rank"] = STATUS_RANK[message.status]
+    return {**keys.message_key(message.conversation_id, message.id), "type": "message", **data}
+
+
+def _provider_message_item(message: Message) -> dict[str, Any]:
+    assert message.provider and message.provider_message_id
+    return {
+        **keys.provider_message_key(message.provider, message.provider_message_id),
+        "type": "provider_message",
+        "message_id": message.id,
+        "conversation_id": message.conversation_id,
+        "customer_id": message.customer_id,
+        "direction": message.direction.value,
+        "channel": message.channel.value,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def create_customer_with_message(
+    identity: Identity, customer: Customer, conversation: Conversation, message: Message
+) -> None:
+    """First message from an unknown identity: everything it creates, or nothing."""
+    ref = ThreadRef(customer.id, conversation.id)
+    at = message.created_at.isoformat()
+    operations = [
+        table.put_op(identity_item(identity, ref, at, f"{message.provider}:first_message")),
+        table.put_op(_provider_message_item(message)),
+        table.put_op(customer_item(customer)),
+        table.put_op(conversation_item(conversation)),
+        table.put_op(message_item(message)),
+    ]
+    try:
+        table.transact(operations)
+    except TransactionCancelled as exc:
+        if exc.failed_at(0):
+            raise IdentityTaken() from None
+        if exc.failed_at(1):
+            raise DuplicateMessage() from None
+        if exc.conflicted:
+            raise Contention() from None
+        raise
+
+
+def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None) -> None:
+    """Add an inbound message to a known customer's thread, with its counters, in one transaction."""
+    at = message.created_at.isoformat()
+    conversation_update = table.update_op(
+        keys.conversation_key(ref.conversation_id),
+        "ADD message_count :one, inbound_count :one, channels :channels "
+        "SET last_message_id = :mid, last_message_at = :at, last_channel = :ch, updated_at = :at",
+        {},
+        {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at, ":ch": message.channel.value},
+    )
+    customer_expression = "SET last_channel = :ch, last_inbound_at = :at, updated_at = :at"
+    customer_names: dict[str, str] = {}
+    customer_values: dict[str, Any] = {":ch": message.channel.value, ":at": at}
+    if profile_name:
+        customer_expression += ", provider_names.#channel = :name"
+        customer_names["#channel"] = message.channel.value
+        customer_values[":name"] = profile_name
+    operations = [
+        table.put_op(_provider_message_item(message)),
+        table.put_op(message_item(message)),
+        conversation_update,
+        table.update_op(keys.customer_key(ref.customer_id), customer_expression, customer_names, customer_values),
+    ]
+    try:
+        table.transact(operations)
+    except TransactionCancelled as exc:
+        if exc.failed_at(0):
+            raise DuplicateMessage() from None
+        if exc.conflicted:
+            raise Contention() from None
+        raise
+
+
+def record_outbound(message: Message) -> None:
+    """Store a message the hub sent, with its provider id, and count it on the conversation."""
+    at = message.created_at.isoformat()
+    table.transact(
+        [
+            table.put_op(_provider_message_item(message)),
+            table.put_op(message_item(message)),
+            table.update_op(
+                keys.conversation_key(message.conversation_id),
+                "ADD message_count :one, outbound_count :one, channels :channels "
+                "SET last_message_id = :mid, last_message_at = :at, updated_at = :at",
+                {},
+                {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at},
+            ),
+        ]
+    )
+
+
+def apply_status(stored: StoredProviderMessage, update: StatusUpdate) -> Message | None:
+    """Move a message's delivery status forward; a late or repeated callback changes nothing."""
+    rank = STATUS_RANK[update.status]
+    names = {"#status": "status"}
+    values: dict[str, Any] = {":status": update.status.value, ":rank": rank, ":at": update.occurred_at.isoformat()}
+    expression = "SET #status = :status, status_rank = :rank, status_updated_at = :at"
+    if update.error_code:
+        expression += ", error_code = :code"
+        values[":code"] = update.error_code
+    if update.error_message:
+        expression += ", error_message = :error"
+        values[":error"] = update.error_message
+    try:
+        item = table.update(
+            keys.message_key(stored.conversation_id, stored.message_id),
+            expression,
+            names,
+            values,
+            condition="attribute_exists(pk) AND (attribute_not_exists(status_rank) OR status_rank < :rank)",
+        )
+    except ConditionFailed:
+        return None
+    return message_from_item(item)
+
+
+def message_from_item(item: dict[str, Any]) -> Message:
+    return Message.model_validate(item)
+
+
+def conversation_from_item(item: dict[str, Any]) -> Conversation:
+    return Conversation.model_validate(item)
+
+
+def get_conversation(conversation_id: str) -> Conversation | None:
+    item = table.get(keys.conversation_key(conversation_id))
+    return conversation_from_item(item) if item else None
+
+
+def list_messages(conversation_id: str, limit: int, after_message_id: str | None) -> tuple[list[Message], bool]:
+    start = keys.message_key(conversation_id, after_message_id) if after_message_id else None
+    items, more = table.query_page(f"CONV#{conversation_id}", "MSG#", limit, start)
+    return [message_from_item(item) for item in items], more
+
+
+def mark_waiting(conversation_id: str, at: str) -> bool:
+    """Hand the conversation to routing: it waits for an agent unless one already holds it."""
+    try:
+        table.update(
+            keys.conversation_key(conversation_id),
+            "SET #status = :waiting, waiting_since = if_not_exists(waiting_since, :at), updated_at = :at",
+            {"#status": "status"},
+            {":waiting": "waiting", ":assigned": "assigned", ":at": at},
+            condition="attribute_exists(pk) AND #status <> :assigned",
+        )
+    except ConditionFailed:
+        return False
+    return True

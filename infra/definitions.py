@@ -1,0 +1,113 @@
+"""The hub's tables and queues, defined once.
+
+The CDK stack and the local stack (`make run`, the tests) both build their resources from these
+definitions, so what runs locally is what deploys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IndexDefinition:
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    logical_id: str
+    name_env: str  # the environment variable that tells the code the table's name
+    default_name: str
+    partition_key: str = "pk"
+    sort_key: str = "sk"
+    indexes: tuple[IndexDefinition, ...] = ()
+    ttl_attribute: str | None = None
+
+    def create_table_kwargs(self, name: str | None = None) -> dict[str, Any]:
+        """Arguments for DynamoDB CreateTable (on-demand, string keys)."""
+        attributes = {self.partition_key, self.sort_key}
+        for index in self.indexes:
+            attributes |= {index.partition_key, index.sort_key}
+        kwargs: dict[str, Any] = {
+            "TableName": name or self.default_name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": attr, "AttributeType": "S"} for attr in sorted(attributes)],
+            "KeySchema": [
+                {"AttributeName": self.partition_key, "KeyType": "HASH"},
+                {"AttributeName": self.sort_key, "KeyType": "RANGE"},
+            ],
+        }
+        if self.indexes:
+            kwargs["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in self.indexes
+            ]
+        return kwargs
+
+
+@dataclass(frozen=True)
+class QueueDefinition:
+    logical_id: str
+    url_env: str  # the environment variable that tells the code the queue's URL
+    name: str
+    fifo: bool
+    visibility_timeout_seconds: int
+    max_receive_count: int
+    dead_letter_name: str
+    content_based_deduplication: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def create_queue_attributes(self, dead_letter_arn: str) -> dict[str, str]:
+        import json
+
+        attributes = {
+            "VisibilityTimeout": str(self.visibility_timeout_seconds),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(self.max_receive_count)}
+            ),
+            **self.extra,
+        }
+        if self.fifo:
+            attributes["FifoQueue"] = "true"
+            attributes["ContentBasedDeduplication"] = str(self.content_based_deduplication).lower()
+        return attributes
+
+    def dead_letter_attributes(self) -> dict[str, str]:
+        # Dead letters are kept for the longest SQS allows so an operator has time to redrive.
+        attributes = {"MessageRetentionPeriod": str(14 * 24 * 3600)}
+        if self.fifo:
+            attributes["FifoQueue"] = "true"
+        return attributes
+
+
+TABLE = TableDefinition(
+    logical_id="HubTable",
+    name_env="TABLE_NAME",
+    default_name="omnihub",
+    indexes=(IndexDefinition(name="gsi1", partition_key="gsi1pk", sort_key="gsi1sk"),),
+    ttl_attribute="expires_at",
+)
+
+ROUTING_QUEUE = QueueDefinition(
+    logical_id="RoutingQueue",
+    url_env="ROUTING_QUEUE_URL",
+    name="omnihub-routing.fifo",
+    fifo=True,
+    # Six times the routing worker's timeout, as AWS advises for Lambda event sources.
+    visibility_timeout_seconds=180,
+    max_receive_count=5,
+    dead_letter_name="omnihub-routing-dlq.fifo",
+)
+
+QUEUES: tuple[QueueDefinition, ...] = (ROUTING_QUEUE,)

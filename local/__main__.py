@@ -1,0 +1,66 @@
+"""`make run`: start the whole hub locally and keep it running until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+
+from local.stack import LocalStack
+
+
+def _wait_healthy(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+def _banner(stack: LocalStack) -> str:
+    s, url = stack.settings, stack.url
+    return f"""
+omnihub is running at {url}   (Ctrl-C stops it; data lives in memory for this run)
+
+  Webhooks to give the providers (behind a tunnel, set PUBLIC_BASE_URL to its URL):
+    Twilio messaging   POST {url}/webhooks/twilio/messaging
+    Twilio status      POST {url}/webhooks/twilio/status
+    SendGrid inbound   POST {url}/webhooks/sendgrid/inbound?token={s["SENDGRID_INBOUND_TOKEN"]}
+
+  REST API             {url}/v1/...   Authorization: Bearer {s["HUB_API_KEY"]}
+  Local secrets        TWILIO_AUTH_TOKEN={s["TWILIO_AUTH_TOKEN"]}  (local defaults; set real ones in the environment)
+  Provider sandbox     {stack.sandbox.url}/sandbox/messages   (outbound Twilio/SendGrid calls land here)
+  AWS emulator         {stack.emulator_url}   (table {s["TABLE_NAME"]}, queue {s["ROUTING_QUEUE_URL"]})
+"""
+
+
+def main() -> int:
+    stack = LocalStack(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8000")))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        stack.start()
+        _wait_healthy(stack.url)
+    except OSError as exc:
+        print(f"omnihub could not start: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    print(_banner(stack), flush=True)
+    stopping.wait()
+    print("omnihub: stopping...", flush=True)
+    stack.stop()
+    print("omnihub: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

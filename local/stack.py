@@ -1,0 +1,89 @@
+"""The whole hub on one machine: AWS emulator, tables and queues, HTTP server, workers and the
+provider sandbox. `make run` starts it; benchmarks start it in-process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.emulator import AwsEmulator, boto3_client, create_resources
+
+# Well-known values for local use only: a deployed hub reads its secrets from SSM.
+LOCAL_DEFAULTS = {
+    "HUB_API_KEY": "local-dev-api-key",
+    "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "TWILIO_AUTH_TOKEN": "local-twilio-auth-token",
+    "SENDGRID_INBOUND_TOKEN": "local-sendgrid-inbound-token",
+    "SENDGRID_API_KEY": "SG.local-sendgrid-api-key",
+}
+
+
+@dataclass
+class LocalStack:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    emulator_port: int = 0
+    sandbox_port: int = 0
+    environ: dict[str, str] = field(default_factory=dict)
+    _parts: list[Any] = field(default_factory=list)
+
+    def start(self) -> LocalStack:
+        emulator = AwsEmulator(self.host, self.emulator_port).start()
+        self._parts.append(emulator)
+        self.emulator_url = emulator.url
+        resources = create_resources(emulator.url)
+        self._configure_environment(emulator, resources)
+
+        self.sandbox = self._start_sandbox()
+        # Imported only now: settings are read from the environment configured above.
+        from app import app
+        from handlers import routing
+        from local.http_server import HttpServer
+        from local.worker import QueueWorker
+
+        self.worker = QueueWorker(
+            boto3_client("sqs", emulator.url),
+            resources["ROUTING_QUEUE_URL"],
+            resources["ROUTING_QUEUE_ARN"],
+            routing.handler,
+            "omnihub-routing",
+        )
+        self.worker.start()
+        self._parts.append(self.worker)
+        self.http = HttpServer(app, self.host, self.port).start()
+        self._parts.append(self.http)
+        self.port = self.http.port
+        self.url = f"http://{self.host}:{self.port}"
+        return self
+
+    def _configure_environment(self, emulator: AwsEmulator, resources: dict[str, str]) -> None:
+        values = {**emulator.environment(), **resources}
+        for name, default in LOCAL_DEFAULTS.items():
+            values[name] = os.environ.get(name) or default
+        values["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL") or f"http://{self.host}:{self.port}"
+        values.update(self.environ)
+        os.environ.update(values)
+        self.settings = values
+
+    def _start_sandbox(self) -> Any:
+        from local.sandbox import ProviderSandbox
+
+        sandbox = ProviderSandbox(
+            self.host,
+            self.sandbox_port,
+            twilio_account_sid=self.settings["TWILIO_ACCOUNT_SID"],
+            twilio_auth_token=self.settings["TWILIO_AUTH_TOKEN"],
+            sendgrid_api_key=self.settings["SENDGRID_API_KEY"],
+        )
+        sandbox.start()
+        self._parts.append(sandbox)
+        for name in ("TWILIO_API_BASE_URL", "SENDGRID_API_BASE_URL"):
+            os.environ.setdefault(name, sandbox.url)
+            self.settings[name] = os.environ[name]
+        return sandbox
+
+    def stop(self) -> None:
+        for part in reversed(self._parts):
+            part.stop()
+        self._parts.clear()
