@@ -22,7 +22,7 @@ def _error(code: str, message: str) -> bytes:
 
 
 class HubRequestHandler(ChaliceRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """The app logs every request as JSON; the stdlib's line per request would repeat it."""
 
     def _reply(self, status: int, body: bytes) -> None:

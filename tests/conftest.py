@@ -1,0 +1,85 @@
+"""Shared fixtures: one AWS emulator (moto's server over HTTP) per test session, and a fresh,
+isolated set of hub resources (table + queues, uniquely prefixed) per test that needs one."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from local.emulator import AwsEmulator, boto3_client, create_resources
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[AwsEmulator]:
+    running = AwsEmulator().start()
+    yield running
+    running.stop()
+
+
+@dataclass
+class Hub:
+    """The in-process hub's resources and the boto3 clients tests inspect them with."""
+
+    emulator_url: str
+    resources: dict[str, str]
+
+    def client(self, service: str) -> Any:
+        return boto3_client(service, self.emulator_url)
+
+    @property
+    def table_name(self) -> str:
+        return self.resources["TABLE_NAME"]
+
+    @property
+    def routing_queue_url(self) -> str:
+        return self.resources["ROUTING_QUEUE_URL"]
+
+    def routing_messages(self, wait_seconds: int = 0) -> list[dict[str, Any]]:
+        """Receive (and leave invisible) what is on the routing queue."""
+        sqs = self.client("sqs")
+        received: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=self.routing_queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait_seconds,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                return received
+            received.extend(batch)
+
+    def item_count(self) -> int:
+        return int(self.client("dynamodb").scan(TableName=self.table_name, Select="COUNT")["Count"])
+
+
+@pytest.fixture
+def hub(emulator: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    from chalicelib import aws
+    from chalicelib.config import settings
+
+    prefix = f"t{os.getpid()}-{next(_counter)}-"
+    resources = create_resources(emulator.url, prefix=prefix)
+    environment = {
+        **emulator.environment(),
+        **resources,
+        "HUB_API_KEY": "test-api-key",
+        "TWILIO_AUTH_TOKEN": "test-twilio-token",
+        "SENDGRID_INBOUND_TOKEN": "test-sendgrid-token",
+        "PUBLIC_BASE_URL": "https://hub.example.com",
+        "DEFAULT_PHONE_REGION": "US",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    aws.reset()
+    yield Hub(emulator.url, resources)
+    settings.cache_clear()
+    aws.reset()
