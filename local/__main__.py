@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 
-from local.stack import LocalStack
+from local.stack import LOCAL_DEFAULTS, LocalStack
 
 
 def _wait_healthy(url: str, timeout: float = 30) -> None:
@@ -25,18 +25,26 @@ def _wait_healthy(url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def _shown(stack: LocalStack, name: str, placeholder: str) -> str:
+    """A provider secret is printed only when it is the well-known local default."""
+    value = stack.settings[name]
+    return value if value == LOCAL_DEFAULTS[name] else placeholder
+
+
 def _banner(stack: LocalStack) -> str:
     s, url = stack.settings, stack.url
+    sendgrid_token = _shown(stack, "SENDGRID_INBOUND_TOKEN", "<SENDGRID_INBOUND_TOKEN>")
+    twilio_token = _shown(stack, "TWILIO_AUTH_TOKEN", "(from your environment)")
     return f"""
 omnihub is running at {url}   (Ctrl-C stops it; data lives in memory for this run)
 
   Webhooks to give the providers (behind a tunnel, set PUBLIC_BASE_URL to its URL):
     Twilio messaging   POST {url}/webhooks/twilio/messaging
     Twilio status      POST {url}/webhooks/twilio/status
-    SendGrid inbound   POST {url}/webhooks/sendgrid/inbound?token={s["SENDGRID_INBOUND_TOKEN"]}
+    SendGrid inbound   POST {url}/webhooks/sendgrid/inbound?token={sendgrid_token}
 
   REST API             {url}/v1/...   Authorization: Bearer {s["HUB_API_KEY"]}
-  Local secrets        TWILIO_AUTH_TOKEN={s["TWILIO_AUTH_TOKEN"]}  (local defaults; set real ones in the environment)
+  Twilio auth token    {twilio_token}   (webhooks must be signed with it)
   Provider sandbox     {stack.sandbox.url}/sandbox/messages   (outbound Twilio/SendGrid calls land here)
   AWS emulator         {stack.emulator_url}   (table {s["TABLE_NAME"]}, queue {s["ROUTING_QUEUE_URL"]})
 """

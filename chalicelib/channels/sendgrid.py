@@ -33,7 +33,7 @@ from email.policy import Compat32
 from email.utils import collapse_rfc2231_value, getaddresses
 from html import unescape
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, cast
 
 from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
 from chalicelib.domain.identity import InvalidIdentity, email_identity, parse_email
@@ -295,7 +295,7 @@ def _parse_raw_mode(fields: Mapping[str, _FormField]) -> InboundMessage:
     charsets = _lowercase_keys(_json_object(_field_text(fields, "charsets")))
     text_of = _FieldReader(fields, charsets)
     envelope = _json_object(text_of("envelope"))
-    mime = message_from_bytes(raw, policy=email_policy.default)
+    mime = cast(EmailMessage, message_from_bytes(raw, policy=email_policy.default))
 
     from_header = _header_text(mime, "from") or text_of("from")
     sender_address, display_name = _sender(from_header, envelope)
@@ -314,16 +314,26 @@ def _parse_raw_mode(fields: Mapping[str, _FormField]) -> InboundMessage:
     )
 
 
-def _mime_body(mime: Message) -> str:
-    if not isinstance(mime, EmailMessage):
-        return ""
-    preferred = mime.get_body(preferencelist=("plain", "html"))
+def _mime_body(mime: EmailMessage) -> str:
+    preferred = _body_part(mime, ("plain", "html"))
     if preferred is None:
         return ""
     if preferred.get_content_subtype() == "html":
         return html_to_text(_part_text(preferred))
-    html = mime.get_body(preferencelist=("html",))
+    html = _body_part(mime, ("html",))
     return _best_body(_part_text(preferred), _part_text(html) if html is not None else "")
+
+
+def _body_part(mime: EmailMessage, preferencelist: tuple[str, ...]) -> Message | None:
+    try:
+        return mime.get_body(preferencelist=preferencelist)
+    except Exception:
+        # get_body iterates the text of a multipart whose boundary is missing as if it were its
+        # parts; walk() does not, so fall back to the first inline part of a preferred type.
+        wanted = [f"text/{subtype}" for subtype in preferencelist]
+        candidates = [part for part in mime.walk() if part.get_content_type() in wanted and not part.is_attachment()]
+        candidates.sort(key=lambda part: wanted.index(part.get_content_type()))
+        return candidates[0] if candidates else None
 
 
 def _part_text(part: Message) -> str:
@@ -512,7 +522,9 @@ def _header_text(message: Message, name: str) -> str:
 
 
 def _best_body(text: str, html: str) -> str:
-    return text.strip() if text.strip() else html_to_text(html)
+    """The text body, or the html one made readable when the email has no (non-blank) text."""
+    plain = re.sub(r"\r\n?", "\n", text).strip()
+    return plain if plain else html_to_text(html)
 
 
 def _single_line(text: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from chalicelib.domain.identity import Identity
+from chalicelib.domain.ids import id_datetime
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
 
 
@@ -91,7 +92,7 @@ def inbound_thread_message(message_id: str, customer_id: str, conversation_id: s
         body=msg.body,
         subject=msg.subject,
         status=DeliveryStatus.RECEIVED,
-        created_at=msg.received_at,
+        created_at=id_datetime(message_id),
         provider=msg.provider,
         provider_message_id=msg.provider_message_id,
         sender_address=msg.sender_address,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from datetime import UTC, datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
@@ -48,6 +49,11 @@ def ulid_time_ms(ulid: str) -> int:
     for char in ulid[:10]:
         value = value * 32 + _ALPHABET.index(char)
     return value
+
+
+def id_datetime(prefixed_id: str) -> datetime:
+    """The moment a prefixed id was made, to the millisecond."""
+    return datetime.fromtimestamp(ulid_time_ms(prefixed_id.split("_", 1)[-1]) / 1000, tz=UTC)
 
 
 def new_id(prefix: str) -> str:

@@ -57,9 +57,10 @@ def ingest(msg: InboundMessage) -> IngestResult:
 
 
 def _store(msg: InboundMessage) -> IngestResult:
+    # Minted once, on arrival: the thread's order is the order of these ids.
+    message_id = new_id("msg")
     for attempt in range(MAX_ATTEMPTS):
         ref = thread.find_identity(msg.sender)
-        message_id = new_id("msg")
         try:
             if ref is None:
                 customer = customer_from_first_message(new_id("cus"), new_id("conv"), msg)
@@ -71,10 +72,10 @@ def _store(msg: InboundMessage) -> IngestResult:
                     message_count=1,
                     inbound_count=1,
                     last_message_id=message.id,
-                    last_message_at=msg.received_at,
+                    last_message_at=message.created_at,
                     last_channel=msg.channel,
-                    created_at=msg.received_at,
-                    updated_at=msg.received_at,
+                    created_at=message.created_at,
+                    updated_at=message.created_at,
                 )
                 thread.create_customer_with_message(msg.sender, customer, conversation, message)
                 return IngestResult(message.id, customer.id, customer.conversation_id, new_customer=True)
