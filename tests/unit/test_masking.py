@@ -27,7 +27,9 @@ def test_timestamps_and_ids_are_left_alone() -> None:
 
 def test_the_logger_masks_messages_extras_and_exceptions() -> None:
     stream = io.StringIO()
-    logger = Logger(service="masking-test", logger_formatter=MaskingFormatter(), logger_handler=logging.StreamHandler(stream))
+    logger = Logger(
+        service="masking-test", logger_formatter=MaskingFormatter(), logger_handler=logging.StreamHandler(stream)
+    )
     try:
         raise ValueError("bad sender ada@example.com")
     except ValueError:
