@@ -308,6 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None):
         # Used by the stdlib for malformed request lines/headers: answer in JSON and hang up.
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparseable request line: still answer with a status line
         try:
             phrase = HTTPStatus(code).phrase
         except ValueError:
@@ -334,9 +336,11 @@ class _Handler(BaseHTTPRequestHandler):
             response = self.server.sandbox._route(self.command, self.path, self.headers, body)
         except Exception:  # safety net: a sandbox bug must not leak a traceback to the client
             response = _plain_error(500, "internal sandbox error")
-        self._write(response, close=response.close)
-        if response.after is not None:
-            response.after()
+        try:
+            self._write(response, close=response.close)
+        finally:
+            if response.after is not None:  # the request was accepted even if the client hung up
+                response.after()
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
