@@ -61,11 +61,31 @@ def validation_message(exc: Any) -> str:
     return "; ".join(parts)
 
 
-def guarded(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Translate the exceptions the domain and channels raise into API errors."""
+def translated(exc: Exception) -> ApiError | None:
+    """The API error a domain or channel exception stands for, if any (imported lazily so the
+    cold start pays for these modules only when a request needs them)."""
     from chalicelib.channels.base import MalformedPayload, WebhookRejected
     from chalicelib.domain.identity import InvalidIdentity
     from chalicelib.services.errors import Conflict, InvalidRequest, NotFound, Unavailable
+
+    if isinstance(exc, WebhookRejected):
+        logger.warning("webhook rejected", extra={"reason": exc.reason})
+        return ApiError(403, "forbidden", "request authenticity could not be verified")
+    if isinstance(exc, MalformedPayload | InvalidIdentity | InvalidRequest):
+        return bad_request(str(exc))
+    if isinstance(exc, NotFound):
+        return not_found(str(exc))
+    if isinstance(exc, Conflict):
+        return conflict(str(exc))
+    if isinstance(exc, Unavailable):
+        return unavailable(str(exc))
+    if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
+        return bad_request(validation_message(exc))
+    return None
+
+
+def guarded(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Translate the exceptions the domain and channels raise into API errors."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,20 +93,10 @@ def guarded(view: Callable[..., Any]) -> Callable[..., Any]:
             return view(*args, **kwargs)
         except ApiError:
             raise
-        except WebhookRejected as exc:
-            logger.warning("webhook rejected", extra={"reason": exc.reason, "view": view.__name__})
-            raise ApiError(403, "forbidden", "request authenticity could not be verified") from None
-        except (MalformedPayload, InvalidIdentity, InvalidRequest) as exc:
-            raise bad_request(str(exc)) from None
-        except NotFound as exc:
-            raise not_found(str(exc)) from None
-        except Conflict as exc:
-            raise conflict(str(exc)) from None
-        except Unavailable as exc:
-            raise unavailable(str(exc)) from None
         except Exception as exc:
-            if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
-                raise bad_request(validation_message(exc)) from None
-            raise
+            error = translated(exc)
+            if error is None:
+                raise
+            raise error from None
 
     return wrapper
