@@ -20,6 +20,9 @@ class Settings(BaseSettings):
 
     table_name: str = "omnihub"
     routing_queue_url: str = ""
+    timer_queue_url: str = ""
+    crm_events_queue_url: str = ""
+    crm_events_queue_dlq_url: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     default_phone_region: str = Field(default="US", description="ISO region for national-format numbers")
     max_body_bytes: int = 5 * 1024 * 1024

@@ -110,4 +110,28 @@ ROUTING_QUEUE = QueueDefinition(
     dead_letter_name="omnihub-routing-dlq.fifo",
 )
 
-QUEUES: tuple[QueueDefinition, ...] = (ROUTING_QUEUE,)
+# Timers (offer timeouts, sticky and skill-relaxation re-checks, grace periods) are SQS delays on
+# this queue: moto and AWS both honour DelaySeconds up to 900 s, and nothing depends on TTL.
+TIMER_QUEUE = QueueDefinition(
+    logical_id="TimerQueue",
+    url_env="TIMER_QUEUE_URL",
+    name="omnihub-timers",
+    fifo=False,
+    visibility_timeout_seconds=180,
+    max_receive_count=5,
+    dead_letter_name="omnihub-timers-dlq",
+)
+
+# CRM events: one message per event, fanned out to each subscribed endpoint; retries of one
+# endpoint's delivery come back here with a delay, so a slow CRM never holds up another.
+CRM_EVENTS_QUEUE = QueueDefinition(
+    logical_id="CrmEventsQueue",
+    url_env="CRM_EVENTS_QUEUE_URL",
+    name="omnihub-crm-events",
+    fifo=False,
+    visibility_timeout_seconds=180,
+    max_receive_count=5,
+    dead_letter_name="omnihub-crm-events-dlq",
+)
+
+QUEUES: tuple[QueueDefinition, ...] = (ROUTING_QUEUE, TIMER_QUEUE, CRM_EVENTS_QUEUE)

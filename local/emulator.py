@@ -73,7 +73,7 @@ def boto3_client(service: str, endpoint_url: str) -> Any:
     )
 
 
-def _create_queue(sqs: Any, definition: QueueDefinition, prefix: str) -> tuple[str, str]:
+def _create_queue(sqs: Any, definition: QueueDefinition, prefix: str) -> tuple[str, str, str]:
     dead_letter_url = sqs.create_queue(
         QueueName=prefix + definition.dead_letter_name, Attributes=definition.dead_letter_attributes()
     )["QueueUrl"]
@@ -84,7 +84,7 @@ def _create_queue(sqs: Any, definition: QueueDefinition, prefix: str) -> tuple[s
         QueueName=prefix + definition.name, Attributes=definition.create_queue_attributes(dead_letter_arn)
     )["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return url, arn
+    return url, arn, dead_letter_url
 
 
 def create_resources(endpoint_url: str, prefix: str = "") -> dict[str, str]:
@@ -97,7 +97,8 @@ def create_resources(endpoint_url: str, prefix: str = "") -> dict[str, str]:
     settings = {TABLE.name_env: table_name}
     sqs = boto3_client("sqs", endpoint_url)
     for definition in QUEUES:
-        url, arn = _create_queue(sqs, definition, prefix)
+        url, arn, dead_letter_url = _create_queue(sqs, definition, prefix)
         settings[definition.url_env] = url
         settings[definition.url_env.replace("_URL", "_ARN")] = arn
+        settings[definition.url_env.replace("_URL", "_DLQ_URL")] = dead_letter_url
     return settings
