@@ -1,0 +1,539 @@
+"""Inbound benchmark: AWS requests per Twilio message, latency, throughput and cold-import cost.
+
+Run from the repo root: `.venv/bin/python bench/inbound.py [--messages N] [--concurrency C]
+[--identities K] [--import-runs R] [--check]` (`make bench` does). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MESSAGING_PATH = "/webhooks/twilio/messaging"
+HUB_NUMBER = "+14155238886"
+ACCOUNT_SID = "AC00000000000000000000000000000000"
+KNOWN_PREFIX = "+1501712"  # known identities: +15017120000, +15017120001, ...
+NEW_PREFIX = "+1501713"  # first messages from new identities
+MAX_IDENTITIES = 10_000
+NEW_IDENTITY_MESSAGES = 50
+
+# Targets from the issue.
+MAX_REQUESTS_PER_KNOWN_MESSAGE = 3
+MAX_IMPORT_RATIO = 1.2
+PROVIDER_SDKS = ("twilio", "sendgrid", "python_http_client")
+
+REQUEST_TIMEOUT = 15.0
+DRAIN_TIMEOUT = 30.0
+IMPORT_TIMEOUT = 60.0
+
+BARE_IMPORT = 'import boto3, chalice; chalice.Chalice(app_name="bare")'
+APP_IMPORT = "import app"
+FIRST_REQUEST_IMPORT = (
+    "import app; import chalicelib.services.ingest, chalicelib.channels.twilio, "
+    "twilio.request_validator, chalicelib.store.thread, boto3"
+)
+
+
+# --- Cold import --------------------------------------------------------------------------------
+
+
+def _timed_import_script(statement: str) -> str:
+    return (
+        "import time\n"
+        "_t0 = time.perf_counter()\n"
+        f"{statement}\n"
+        "_t1 = time.perf_counter()\n"
+        "import json, sys\n"
+        f"_sdks = {PROVIDER_SDKS!r}\n"
+        "_leaked = sorted(m for m in sys.modules if m.split('.')[0] in _sdks)\n"
+        "print(json.dumps({'seconds': _t1 - _t0, 'leaked': _leaked}))\n"
+    )
+
+
+def _run_import(statement: str, env: dict[str, str]) -> tuple[float, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _timed_import_script(statement)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=IMPORT_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"`{statement}` failed in a fresh interpreter:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["seconds"]), list(result["leaked"])
+
+
+@dataclass
+class ImportFigures:
+    app: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)
+    first_request: list[float] = field(default_factory=list)
+    leaked: set[str] = field(default_factory=set)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.app) / statistics.median(self.bare)
+
+
+def measure_imports(runs: int) -> ImportFigures:
+    """Each import in its own fresh interpreter, interleaved so drift hits all three alike."""
+    env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    figures = ImportFigures()
+    _run_import(FIRST_REQUEST_IMPORT, env)  # warm the bytecode cache; not counted
+    for _ in range(runs):
+        seconds, leaked = _run_import(APP_IMPORT, env)
+        figures.app.append(seconds)
+        figures.leaked.update(leaked)
+        figures.bare.append(_run_import(BARE_IMPORT, env)[0])
+        figures.first_request.append(_run_import(FIRST_REQUEST_IMPORT, env)[0])
+    return figures
+
+
+# --- AWS request counting -------------------------------------------------------------------------
+
+
+class RequestCounter:
+    """AWS calls the hub makes, by role (webhook or worker) and operation.
+
+    `calls` counts API calls (botocore `before-call`); `attempts` counts HTTP requests actually
+    sent (`before-send`), which is higher only when botocore retried.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: dict[str, Counter[str]] = {"webhook": Counter(), "worker": Counter()}
+        self.attempts: dict[str, Counter[str]] = {"webhook": Counter(), "worker": Counter()}
+
+    @staticmethod
+    def _role() -> str:
+        return "worker" if threading.current_thread().name.startswith("worker-") else "webhook"
+
+    @staticmethod
+    def _operation(event_name: str) -> str:
+        # "before-call.dynamodb.GetItem" -> "dynamodb.GetItem"
+        return event_name.split(".", 1)[1]
+
+    def on_call(self, event_name: str, **_: Any) -> None:
+        with self._lock:
+            self.calls[self._role()][self._operation(event_name)] += 1
+
+    def on_send(self, event_name: str, **_: Any) -> None:
+        with self._lock:
+            self.attempts[self._role()][self._operation(event_name)] += 1
+
+    def install(self) -> None:
+        from chalicelib import aws
+
+        events = aws.session().events
+        events.register("before-call", self.on_call)
+        events.register("before-send", self.on_send)
+
+    def snapshot(self) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
+        with self._lock:
+            return (
+                {role: Counter(c) for role, c in self.calls.items()},
+                {role: Counter(c) for role, c in self.attempts.items()},
+            )
+
+    def reset(self) -> None:
+        with self._lock:
+            for counters in (self.calls, self.attempts):
+                for counter in counters.values():
+                    counter.clear()
+
+    def worker_total(self) -> int:
+        with self._lock:
+            return sum(self.calls["worker"].values())
+
+
+# --- The local stack ------------------------------------------------------------------------------
+
+
+class _OneSnapshotPerTable:
+    """Stands in for the `copy` module inside moto.dynamodb.models (see `patch_emulator`)."""
+
+    def __init__(self, real: Any, table_type: type) -> None:
+        self._real = real
+        self._table_type = table_type
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        copies = getattr(self._local, "copies", None)
+        if copies is None or not isinstance(value, self._table_type):
+            return self._real.deepcopy(value, memo)
+        if id(value) not in copies:
+            copies[id(value)] = self._real.deepcopy(value, memo)
+        return copies[id(value)]
+
+    def wrap(self, transact_write_items: Any) -> Any:
+        def one_snapshot_per_table(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            self._local.copies = {}
+            try:
+                return transact_write_items(backend, *args, **kwargs)
+            finally:
+                self._local.copies = None
+
+        one_snapshot_per_table.patched_by_bench = True  # type: ignore[attr-defined]
+        return one_snapshot_per_table
+
+
+def patch_emulator() -> None:
+    """Take moto's TransactWriteItems rollback snapshot once per table instead of once per item.
+
+    moto 5.2 deep-copies the whole table for every item of a transaction before applying it (the
+    copies are identical: nothing is written until all are taken), so a 4-item ingest transaction
+    copies the table 4 times and the emulator, not the hub, dominates latency as the table grows.
+    One copy per table is the same snapshot and the same rollback; request counts are unaffected.
+    """
+    from moto.dynamodb import models
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "patched_by_bench", False):
+        return
+    shim = _OneSnapshotPerTable(models.copy, models.Table)
+    models.copy = shim  # type: ignore[assignment]
+    backend.transact_write_items = shim.wrap(backend.transact_write_items)  # type: ignore[method-assign]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_stack() -> Iterator[Any]:
+    # A fresh hub on this machine only: nothing inherited may point it elsewhere.
+    for name in ("AWS_ENDPOINT_URL", "PUBLIC_BASE_URL", "TABLE_NAME", "ROUTING_QUEUE_URL"):
+        os.environ.pop(name, None)
+    for name in ("NO_PROXY", "no_proxy"):
+        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1", "localhost"]))
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the hub logs every message at INFO
+
+    from local.stack import LocalStack
+
+    patch_emulator()
+    stack = LocalStack(host="127.0.0.1", port=free_port())
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def wait_healthy(session: Any, url: str, timeout: float = 30) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if session.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/health did not answer 200 within {timeout:.0f} s")
+
+
+class QueueWatcher:
+    """Waits for the routing worker to finish everything on its queue (not counted: own client)."""
+
+    ATTRIBUTES = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    )
+
+    def __init__(self, stack: Any, counter: RequestCounter) -> None:
+        from local.emulator import boto3_client
+
+        self._sqs = boto3_client("sqs", stack.emulator_url)
+        self._queue_url = stack.settings["ROUTING_QUEUE_URL"]
+        self._counter = counter
+
+    def pending(self) -> int:
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.ATTRIBUTES))
+        return sum(int(attributes["Attributes"].get(name, 0)) for name in self.ATTRIBUTES)
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT, settle: float = 0.3) -> bool:
+        """True once the queue is empty and the worker's request count has stopped moving."""
+        deadline = time.monotonic() + timeout
+        last, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            total = self._counter.worker_total()
+            if total != last:
+                last, stable_since = total, time.monotonic()
+            if self.pending() == 0 and time.monotonic() - stable_since >= settle:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+# --- Sending messages -----------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    latencies: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    wall_seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies) + sum(self.failures.values())
+
+
+def _inbound_params(sender: str, body: str) -> dict[str, str]:
+    return {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": ACCOUNT_SID,
+        "From": sender,
+        "To": HUB_NUMBER,
+        "Body": body,
+        "NumMedia": "0",
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def send_messages(stack: Any, senders: list[str], concurrency: int) -> Sent:
+    """POST one signed inbound message per entry of `senders`, from `concurrency` client threads."""
+    import requests
+
+    from tests.support.twilio_signature import sign_form
+
+    # The URL as the hub reconstructs it from PUBLIC_BASE_URL: that is what Twilio signs.
+    signed_url = stack.settings["PUBLIC_BASE_URL"].rstrip("/") + MESSAGING_PATH
+    post_url = stack.url + MESSAGING_PATH
+    token = stack.settings["TWILIO_AUTH_TOKEN"]
+    result = Sent()
+    lock = threading.Lock()
+    next_index = iter(range(len(senders)))
+
+    def client() -> None:
+        with requests.Session() as session:
+            session.trust_env = False  # no proxies: 127.0.0.1 only
+            while True:
+                with lock:
+                    index = next(next_index, None)
+                if index is None:
+                    return
+                params = _inbound_params(senders[index], f"bench message {index}")
+                headers = {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": sign_form(signed_url, params, token),
+                }
+                started = time.perf_counter()
+                try:
+                    response = session.post(post_url, data=urlencode(params), headers=headers, timeout=REQUEST_TIMEOUT)
+                    outcome = None if response.status_code == 200 else f"HTTP {response.status_code}"
+                except requests.RequestException as exc:
+                    outcome = type(exc).__name__
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if outcome is None:
+                        result.latencies.append(elapsed)
+                    else:
+                        result.failures[outcome] += 1
+
+    threads = [threading.Thread(target=client, name=f"bench-client-{i}", daemon=True) for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + REQUEST_TIMEOUT * (len(senders) / max(1, concurrency) + 2)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    result.wall_seconds = time.perf_counter() - started
+    stuck = sum(thread.is_alive() for thread in threads)
+    if stuck:
+        result.failures["client thread still running at deadline"] += stuck
+    return result
+
+
+# --- Report ---------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def _per_message(counter: Counter[str], messages: int) -> str:
+    if not counter:
+        return "none"
+    return ", ".join(f"{op} {count / messages:.2f}" for op, count in sorted(counter.items()))
+
+
+def _total(counter: Counter[str]) -> int:
+    return sum(counter.values())
+
+
+@dataclass
+class Phase:
+    name: str
+    sent: Sent
+    calls: dict[str, Counter[str]]
+    attempts: dict[str, Counter[str]]
+    drained: bool
+
+    def print(self) -> None:
+        n = self.sent.count
+        webhook, worker = self.calls["webhook"], self.calls["worker"]
+        print(f"\n{self.name}: {n} messages")
+        print(f"  webhook AWS requests/message  {_total(webhook) / n:.2f}  ({_per_message(webhook, n)})")
+        for role in ("webhook", "worker"):
+            retried = _total(self.attempts[role]) - _total(self.calls[role])
+            if retried:
+                print(f"  {role} HTTP attempts beyond calls (botocore retries): {retried}")
+        print(f"  worker AWS requests/message   {_total(worker) / n:.2f}  ({_per_message(worker, n)})")
+        if not self.drained:
+            print(f"  WARNING: the routing worker had not drained its queue after {DRAIN_TIMEOUT:.0f} s")
+        if self.sent.failures:
+            print(f"  non-200 responses: {dict(self.sent.failures)}")
+
+    def print_timing(self) -> None:
+        ms = [seconds * 1000 for seconds in self.sent.latencies]
+        if ms:
+            print(
+                f"  latency ms  median {statistics.median(ms):.1f}  p95 {percentile(ms, 0.95):.1f}  "
+                f"p99 {percentile(ms, 0.99):.1f}  max {max(ms):.1f}"
+            )
+        if self.sent.wall_seconds > 0:
+            print(f"  throughput  {self.sent.count / self.sent.wall_seconds:.1f} messages/s")
+
+    @property
+    def requests_per_message(self) -> float:
+        """HTTP requests to AWS (retries included) per message."""
+        return _total(self.attempts["webhook"]) / self.sent.count
+
+
+def run_phase(
+    name: str, stack: Any, counter: RequestCounter, watcher: QueueWatcher, senders: list[str], concurrency: int
+) -> Phase:
+    counter.reset()
+    sent = send_messages(stack, senders, concurrency)
+    drained = watcher.drain()
+    calls, attempts = counter.snapshot()
+    return Phase(name, sent, calls, attempts, drained)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300, help="measured messages from known identities")
+    parser.add_argument("--concurrency", type=int, default=4, help="concurrent client threads")
+    parser.add_argument("--identities", type=int, default=20, help="known identities the messages come from")
+    parser.add_argument("--import-runs", type=int, default=15, help="fresh interpreters per import measurement")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    started = time.monotonic()
+    args = parser.parse_args(argv)
+    for name in ("messages", "concurrency", "identities", "import_runs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.identities > MAX_IDENTITIES:
+        parser.error(f"--identities must be at most {MAX_IDENTITIES}")
+    os.chdir(ROOT)
+
+    print(f"Cold import ({args.import_runs} fresh interpreters each, AWS_DEFAULT_REGION set)")
+    imports = measure_imports(args.import_runs)
+    for label, values in (
+        ("import app", imports.app),
+        ("bare Chalice + boto3", imports.bare),
+        ("first webhook's imports", imports.first_request),
+    ):
+        print(f"  {label:<26} median {statistics.median(values) * 1000:6.1f} ms   min {min(values) * 1000:6.1f} ms")
+    print(f"  app / bare (medians)       {imports.ratio:.2f}")
+    first_ratio = statistics.median(imports.first_request) / statistics.median(imports.bare)
+    print(f"  first webhook / bare       {first_ratio:.2f}")
+    print(f"  provider SDK modules after `import app`: {', '.join(sorted(imports.leaked)) or 'none'}")
+    print(f"  (first webhook's imports = {FIRST_REQUEST_IMPORT})")
+
+    known = [f"{KNOWN_PREFIX}{i:04d}" for i in range(args.identities)]
+    fresh = [f"{NEW_PREFIX}{i:04d}" for i in range(min(NEW_IDENTITY_MESSAGES, args.messages))]
+    counter = RequestCounter()
+    with running_stack() as stack:
+        import logging
+
+        import requests
+
+        logging.getLogger("omnihub").setLevel(logging.WARNING)
+        counter.install()  # before the first request, so every client the hub makes inherits it
+        with requests.Session() as session:
+            session.trust_env = False
+            wait_healthy(session, stack.url)
+        watcher = QueueWatcher(stack, counter)
+
+        warmup = run_phase("warm-up", stack, counter, watcher, known, args.concurrency)
+        senders = [known[i % len(known)] for i in range(args.messages)]
+        measured = run_phase("Known identities", stack, counter, watcher, senders, args.concurrency)
+        first = run_phase("First messages from new identities", stack, counter, watcher, fresh, args.concurrency)
+
+    print(
+        f"\nLocal stack (moto over HTTP, in-process; {args.identities} known identities, "
+        f"{args.concurrency} client threads; warm-up of {warmup.sent.count} first messages not measured)"
+    )
+    print("(latency and throughput are the whole pipeline's in one process on moto, which serves DynamoDB")
+    print(" requests one at a time: compare runs of this bench with each other, not with AWS)")
+    measured.print()
+    measured.print_timing()
+    first.print()
+    first.print_timing()
+
+    non_200 = sum(sum(phase.sent.failures.values()) for phase in (warmup, measured, first))
+    drained = all(phase.drained for phase in (warmup, measured, first))
+    checks = [
+        (
+            f"AWS requests per message from a known identity <= {MAX_REQUESTS_PER_KNOWN_MESSAGE}",
+            measured.requests_per_message <= MAX_REQUESTS_PER_KNOWN_MESSAGE,
+            f"{measured.requests_per_message:.2f}",
+        ),
+        (
+            "no provider SDK imported by `import app`",
+            not imports.leaked,
+            ", ".join(sorted(imports.leaked)) or "none",
+        ),
+        (
+            f"cold import of app.py <= {MAX_IMPORT_RATIO}x bare Chalice + boto3",
+            imports.ratio <= MAX_IMPORT_RATIO,
+            f"{imports.ratio:.2f}x",
+        ),
+        ("every webhook answered 200", non_200 == 0, f"{non_200} non-200"),
+        ("routing worker drained its queue", drained, "yes" if drained else "timed out"),
+    ]
+    print()
+    for label, ok, value in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}  ({value})")
+    print(f"\n(bench ran in {time.monotonic() - started:.1f} s)")
+    if args.check and not all(ok for _, ok, _ in checks):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
