@@ -137,6 +137,97 @@ def list_messages(conversation_id: str) -> dict[str, Any]:
     return {"data": [message_view(message) for message in messages], "next_cursor": next_cursor}
 
 
+# --- Agents, offers and routing ----------------------------------------------------------------
+
+
+@route("/v1/agents/{agent_id}", methods=["PUT"])
+def put_agent(agent_id: str) -> Response:
+    from chalicelib.api.models import agent_view
+    from chalicelib.domain.agents import AgentProfile
+    from chalicelib.services import agents
+
+    agent, created = agents.put_agent(agent_id, AgentProfile.model_validate(json_object(app.current_request)))
+    return Response(body=agent_view(agent), status_code=201 if created else 200)
+
+
+@route("/v1/agents")
+def list_agents() -> dict[str, Any]:
+    from chalicelib.api.models import agent_view
+    from chalicelib.services import agents
+
+    return {"data": [agent_view(agent) for agent in agents.list_agents()]}
+
+
+@route("/v1/agents/{agent_id}")
+def get_agent(agent_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import agent_view
+    from chalicelib.services import agents
+
+    return agent_view(agents.get_agent(agent_id))
+
+
+@route("/v1/agents/{agent_id}", methods=["DELETE"])
+def delete_agent(agent_id: str) -> Response:
+    from chalicelib.services import agents
+
+    agents.delete_agent(agent_id)
+    return Response(body="", status_code=204)
+
+
+@route("/v1/agents/{agent_id}/status", methods=["POST"])
+def set_agent_status(agent_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import AgentStatusChange, agent_view
+    from chalicelib.services import routing
+
+    change = AgentStatusChange.model_validate(json_object(app.current_request))
+    return agent_view(routing.set_agent_status(agent_id, change.status))
+
+
+@route("/v1/offers/{offer_id}")
+def get_offer(offer_id: str) -> dict[str, Any]:
+    from chalicelib.services import routing
+
+    return routing.get_offer(offer_id)
+
+
+@route("/v1/offers/{offer_id}/accept", methods=["POST"])
+def accept_offer(offer_id: str) -> dict[str, Any]:
+    from chalicelib.services import routing
+
+    return routing.accept_offer(offer_id)
+
+
+@route("/v1/offers/{offer_id}/reject", methods=["POST"])
+def reject_offer(offer_id: str) -> dict[str, Any]:
+    from chalicelib.services import routing
+
+    return routing.reject_offer(offer_id)
+
+
+@route("/v1/conversations/{conversation_id}/resolve", methods=["POST"])
+def resolve_conversation(conversation_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import conversation_view
+    from chalicelib.services import routing
+
+    return conversation_view(routing.resolve(conversation_id))
+
+
+@route("/v1/conversations/{conversation_id}/transfer", methods=["POST"])
+def transfer_conversation(conversation_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import TransferRequest
+    from chalicelib.services import routing
+
+    request = TransferRequest.model_validate(json_object(app.current_request))
+    return routing.transfer(conversation_id, request.agent_id, request.skills, request.queue)
+
+
+@route("/v1/queues")
+def list_queues() -> dict[str, Any]:
+    from chalicelib.services import routing
+
+    return {"data": routing.queue_stats()}
+
+
 def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
     if raw is None:
         return default

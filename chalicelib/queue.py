@@ -25,3 +25,15 @@ def send_routing_task(body: str, customer_id: str, dedupe_key: str) -> None:
         MessageGroupId=customer_id,
         MessageDeduplicationId=deduplication_id(dedupe_key),
     )
+
+
+def request_routing(message_json: str, group_id: str) -> None:
+    """Ask the routing worker to match again (each request is new: its own deduplication id)."""
+    from chalicelib.domain.ids import new_ulid
+
+    aws.client("sqs").send_message(
+        QueueUrl=settings().routing_queue_url,
+        MessageBody=message_json,
+        MessageGroupId=group_id,
+        MessageDeduplicationId=new_ulid(),
+    )

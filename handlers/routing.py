@@ -1,7 +1,9 @@
-"""Routing worker: consumes the routing FIFO queue (one message group per customer).
+"""Routing worker: consumes the routing FIFO queue (inbound messages grouped per customer,
+match requests grouped per agent or customer).
 
-FIFO order matters within a customer, so a failed record fails the rest of its batch
-(SqsFifoPartialProcessor) and SQS redelivers them in order; other customers are unaffected.
+FIFO order matters within a group, so a failed record fails the rest of its group
+(SqsFifoPartialProcessor with skip_group_on_error) and SQS redelivers them in order; other
+groups are unaffected.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from chalicelib.domain.routing_task import RoutingTask
+from chalicelib.domain.routing_task import MatchAgent, MatchTask, RoutingTask, routing_message
 from chalicelib.observability import logger
-from chalicelib.services.routing import handle_routing_task
+from chalicelib.services import routing
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 def record_handler(record: SQSRecord) -> None:
-    handle_routing_task(RoutingTask.model_validate_json(record.body))
+    message = routing_message.validate_json(record.body)
+    if isinstance(message, RoutingTask):
+        routing.handle_inbound(message)
+    elif isinstance(message, MatchAgent):
+        routing.match_agent(message.agent_id)
+    elif isinstance(message, MatchTask):
+        routing.match_task_by_key(message.queue, message.sort_key)
 
 
 @logger.inject_lambda_context

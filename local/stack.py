@@ -16,7 +16,17 @@ LOCAL_DEFAULTS = {
     "TWILIO_AUTH_TOKEN": "local-twilio-auth-token",
     "SENDGRID_INBOUND_TOKEN": "local-sendgrid-inbound-token",
     "SENDGRID_API_KEY": "SG.local-sendgrid-api-key",
+    # CRM endpoints on this machine are plain http://127.0.0.1 URLs.
+    "ALLOW_INSECURE_WEBHOOK_URLS": "true",
 }
+
+
+# (queue URL setting, handler module, function name): the same pairs infra/ wires to Lambda.
+WORKERS = (
+    ("ROUTING_QUEUE_URL", "handlers.routing", "omnihub-routing"),
+    ("TIMER_QUEUE_URL", "handlers.timers", "omnihub-timers"),
+    ("CRM_EVENTS_QUEUE_URL", "handlers.crm_events", "omnihub-crm-events"),
+)
 
 
 @dataclass
@@ -38,24 +48,35 @@ class LocalStack:
         self.sandbox = self._start_sandbox()
         # Imported only now: settings are read from the environment configured above.
         from app import app
-        from handlers import routing
         from local.http_server import HttpServer
-        from local.worker import QueueWorker
 
-        self.worker = QueueWorker(
-            boto3_client("sqs", emulator.url),
-            resources["ROUTING_QUEUE_URL"],
-            resources["ROUTING_QUEUE_ARN"],
-            routing.handler,
-            "omnihub-routing",
-        )
-        self.worker.start()
-        self._parts.append(self.worker)
+        self.workers = self._start_workers(emulator.url, resources)
         self.http = HttpServer(app, self.host, self.port).start()
         self._parts.append(self.http)
         self.port = self.http.port
         self.url = f"http://{self.host}:{self.port}"
         return self
+
+    def _start_workers(self, emulator_url: str, resources: dict[str, str]) -> list[Any]:
+        """One worker per queue, each calling its handlers/ function as Lambda's event source would."""
+        import importlib
+
+        from local.worker import QueueWorker
+
+        workers = []
+        for queue_env, module, function_name in WORKERS:
+            handler = importlib.import_module(module).handler
+            worker = QueueWorker(
+                boto3_client("sqs", emulator_url),
+                resources[queue_env],
+                resources[queue_env.replace("_URL", "_ARN")],
+                handler,
+                function_name,
+            )
+            worker.start()
+            self._parts.append(worker)
+            workers.append(worker)
+        return workers
 
     def _configure_environment(self, emulator: AwsEmulator, resources: dict[str, str]) -> None:
         values = {**emulator.environment(), **resources}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.domain.agents import Agent, AgentStatus
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.messages import Message
 
@@ -35,6 +36,30 @@ class CustomerPatch(BaseModel):
             if not key or len(key) > 64:
                 raise ValueError("attribute names must be 1 to 64 characters")
         return value
+
+
+class AgentStatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: AgentStatus
+
+
+class TransferRequest(BaseModel):
+    """To one agent (`agent_id`), or back to a queue with the skills the next agent needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str | None = None
+    skills: dict[str, int] | None = None
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferRequest:
+        if self.agent_id is None and self.skills is None and self.queue is None:
+            raise ValueError("give 'agent_id', or 'skills' and/or 'queue'")
+        if self.agent_id is not None and (self.skills is not None or self.queue is not None):
+            raise ValueError("transfer to an agent or to skills/queue, not both")
+        return self
 
 
 def customer_view(customer: Customer) -> dict[str, Any]:
@@ -87,3 +112,39 @@ def _iso(value: Any) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def agent_view(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "email": agent.email,
+        "crm_user_id": agent.crm_user_id,
+        "skills": agent.skills,
+        "capacity": agent.capacity,
+        "multi_channel": agent.multi_channel,
+        "auto_accept": agent.auto_accept,
+        "status": agent.status,
+        "status_changed_at": _iso(agent.status_changed_at),
+        "load": {channel: count for channel, count in agent.load.items() if count},
+        "offer_ids": sorted(agent.offer_ids),
+        "conversation_ids": sorted(agent.conversation_ids),
+        "created_at": _iso(agent.created_at),
+        "updated_at": _iso(agent.updated_at),
+    }
+
+
+def offer_view(offer: dict[str, Any]) -> dict[str, Any]:
+    fields = (
+        "id",
+        "status",
+        "agent_id",
+        "conversation_id",
+        "customer_id",
+        "channel",
+        "queue",
+        "created_at",
+        "expires_at",
+        "decided_at",
+    )
+    return {field: offer.get(field) for field in fields}

@@ -33,6 +33,9 @@ class Customer(BaseModel):
     identities: list[Identity] = Field(default_factory=list)
     last_channel: Channel | None = None
     last_inbound_at: datetime | None = None
+    # Who last resolved this customer's conversation, for sticky routing.
+    last_agent_id: str | None = None
+    last_resolved_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     # Bumped on every profile change; writes are conditional on it (optimistic locking).
@@ -59,6 +62,14 @@ class Conversation(BaseModel):
     last_message_at: datetime | None = None
     last_channel: Channel | None = None
     waiting_since: datetime | None = None
+    # Routing state: the waiting task (queue + sort key), the pending offer, the agent holding it.
+    task_queue: str | None = None
+    task_sort_key: str | None = None
+    offer_id: str | None = None
+    assigned_agent_id: str | None = None
+    assigned_channel: str | None = None
+    assigned_at: datetime | None = None
+    resolved_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

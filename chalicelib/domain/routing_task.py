@@ -1,19 +1,74 @@
-"""The message that hands a stored inbound message to routing."""
+"""Messages on the routing queue (SQS FIFO): what the routing worker is asked to do."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, TypeAdapter
 
 from chalicelib.domain.messages import Channel
 
 
 class RoutingTask(BaseModel):
+    """A stored inbound message: tell the CRM, and put the conversation in line if nobody holds it."""
+
     type: Literal["inbound_message"] = "inbound_message"
     customer_id: str
     conversation_id: str
     message_id: str
     channel: Channel
     received_at: datetime
+    new_customer: bool = False
+    text: str = Field(default="", max_length=2000)  # for keyword rules; the full body stays in the table
+
+
+class MatchAgent(BaseModel):
+    """An agent became available or freed capacity: give it the best waiting task it can take."""
+
+    type: Literal["match_agent"] = "match_agent"
+    agent_id: str
+
+
+class MatchTask(BaseModel):
+    """A task came back to waiting (offer rejected/expired, transfer): find it an agent."""
+
+    type: Literal["match_task"] = "match_task"
+    queue: str
+    sort_key: str
+
+
+RoutingMessage = Annotated[RoutingTask | MatchAgent | MatchTask, Field(discriminator="type")]
+routing_message = TypeAdapter(RoutingMessage)
+
+
+class OfferTimeout(BaseModel):
+    type: Literal["offer_timeout"] = "offer_timeout"
+    offer_id: str
+
+
+class TaskRecheck(BaseModel):
+    """The task's eligibility changes now (sticky wait over, skills relax): match it again."""
+
+    type: Literal["task_recheck"] = "task_recheck"
+    queue: str
+    sort_key: str
+
+
+class AgentGrace(BaseModel):
+    """An agent went offline at `offline_since`; if still offline, re-queue what it holds."""
+
+    type: Literal["agent_grace"] = "agent_grace"
+    agent_id: str
+    offline_since: datetime
+
+
+TimerMessage = Annotated[OfferTimeout | TaskRecheck | AgentGrace, Field(discriminator="type")]
+
+
+class Timer(BaseModel):
+    due_at: datetime
+    message: TimerMessage
+
+
+timer_message = TypeAdapter(Timer)

@@ -103,6 +103,8 @@ def _enqueue(msg: InboundMessage, result: IngestResult) -> None:
         message_id=result.message_id,
         channel=msg.channel,
         received_at=msg.received_at,
+        new_customer=result.new_customer,
+        text=(msg.subject + "\n" if msg.subject else "") + msg.body[:1500],
     )
     try:
         queue.send_routing_task(task.model_dump_json(), result.customer_id, msg.dedupe_key)

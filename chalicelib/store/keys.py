@@ -41,3 +41,26 @@ def message_sort_part(message_id: str) -> str:
 
 def provider_message_key(provider: str, provider_message_id: str) -> Key:
     return {"pk": f"PMSG#{provider}#{provider_message_id}", "sk": "PMSG"}
+
+
+# Routing (see store/routing.py):
+# | agent                 | AGENTS                 | AGENT#<agent id>             |
+# | waiting task          | TASKS#<queue>          | <9-priority>#<enqueue ulid>  |
+# | offer                 | OFFER#<offer id>       | OFFER                        |
+AGENTS_PARTITION = "AGENTS"
+
+
+def agent_key(agent_id: str) -> Key:
+    return {"pk": AGENTS_PARTITION, "sk": f"AGENT#{agent_id}"}
+
+
+def task_partition(queue: str) -> str:
+    return f"TASKS#{queue}"
+
+
+def task_key(queue: str, sort_key: str) -> Key:
+    return {"pk": task_partition(queue), "sk": sort_key}
+
+
+def offer_key(offer_id: str) -> Key:
+    return {"pk": f"OFFER#{offer_id}", "sk": "OFFER"}

@@ -231,15 +231,20 @@ def list_messages(conversation_id: str, limit: int, after_message_id: str | None
     return [message_from_item(item) for item in items], more
 
 
-def mark_waiting(conversation_id: str, at: str) -> bool:
-    """Hand the conversation to routing: it waits for an agent unless one already holds it."""
+def get_message(conversation_id: str, message_id: str) -> Message | None:
+    item = table.get(keys.message_key(conversation_id, message_id))
+    return message_from_item(item) if item else None
+
+
+def resolve_unrouted(conversation_id: str, at: str) -> bool:
+    """Resolve a conversation that never reached routing."""
     try:
         table.update(
             keys.conversation_key(conversation_id),
-            "SET #status = :waiting, waiting_since = if_not_exists(waiting_since, :at), updated_at = :at",
+            "SET #status = :resolved, resolved_at = :at, updated_at = :at",
             {"#status": "status"},
-            {":waiting": "waiting", ":assigned": "assigned", ":at": at},
-            condition="attribute_exists(pk) AND #status <> :assigned",
+            {":resolved": "resolved", ":open": "open", ":at": at},
+            condition="#status = :open",
         )
     except ConditionFailed:
         return False

@@ -1,0 +1,84 @@
+"""Agents: who can take which conversations, and how many at once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CHANNELS = ("sms", "whatsapp", "email", "webchat")
+
+
+class AgentStatus(StrEnum):
+    AVAILABLE = "available"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+class AgentProfile(BaseModel):
+    """What the business sets with PUT /v1/agents/{id}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    crm_user_id: str | None = Field(default=None, max_length=200)
+    skills: dict[str, int] = Field(default_factory=dict)
+    capacity: dict[str, int] = Field(default_factory=dict)
+    multi_channel: bool = True
+    auto_accept: bool = False
+
+    @field_validator("skills")
+    @classmethod
+    def _skill_levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for skill, level in value.items():
+            if not skill or len(skill) > 64:
+                raise ValueError("skill names must be 1 to 64 characters")
+            if not 1 <= level <= 10:
+                raise ValueError(f"skill '{skill}' level must be from 1 to 10")
+        return value
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacities(cls, value: dict[str, int]) -> dict[str, int]:
+        for channel, slots in value.items():
+            if channel not in CHANNELS:
+                raise ValueError(f"unknown channel '{channel}' (known: {', '.join(CHANNELS)})")
+            if not 0 <= slots <= 100:
+                raise ValueError(f"capacity for '{channel}' must be from 0 to 100")
+        return value
+
+
+class Agent(AgentProfile):
+    id: str
+    status: AgentStatus = AgentStatus.OFFLINE
+    status_changed_at: datetime
+    # Offers and assigned conversations held, per channel; never above capacity (the store's
+    # conditional writes enforce it, this model only reports it).
+    load: dict[str, int] = Field(default_factory=dict)
+    total_load: int = 0
+    active_channel: str | None = None
+    last_offer_at: datetime | None = None
+    offer_ids: list[str] = Field(default_factory=list)
+    conversation_ids: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+
+    def spare(self, channel: str) -> int:
+        return max(0, self.capacity.get(channel, 0) - self.load.get(channel, 0))
+
+    def can_take(self, channel: str) -> bool:
+        if self.status is not AgentStatus.AVAILABLE or self.spare(channel) <= 0:
+            return False
+        return self.multi_channel or self.total_load == 0 or self.active_channel == channel
+
+    @property
+    def idle_since(self) -> datetime:
+        """When the agent last got work or became available, whichever is later."""
+        if self.last_offer_at and self.last_offer_at > self.status_changed_at:
+            return self.last_offer_at
+        return self.status_changed_at
+
+    def has_skills(self, required: dict[str, int]) -> bool:
+        return all(self.skills.get(skill, 0) >= level for skill, level in required.items())

@@ -1,0 +1,48 @@
+"""Agent profiles behind the REST API (status changes live in services/routing.py)."""
+
+from __future__ import annotations
+
+import re
+
+from chalicelib.domain.agents import Agent, AgentProfile
+from chalicelib.domain.messages import utcnow
+from chalicelib.services.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.store import agents as agent_store
+
+_AGENT_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
+def _checked(agent_id: str) -> str:
+    if not _AGENT_ID.match(agent_id):
+        raise InvalidRequest("agent ids are 1 to 64 letters, digits, '.', '_', '@' or '-'")
+    return agent_id
+
+
+def put_agent(agent_id: str, profile: AgentProfile) -> tuple[Agent, bool]:
+    """Create or update; True when created. A routing match follows if capacity grew."""
+    existed = agent_store.get_agent(_checked(agent_id)) is not None
+    agent = agent_store.upsert_profile(agent_id, profile, utcnow())
+    if existed:
+        from chalicelib.services.routing import request_agent_match
+
+        request_agent_match(agent_id)
+    return agent, not existed
+
+
+def get_agent(agent_id: str) -> Agent:
+    agent = agent_store.get_agent(_checked(agent_id))
+    if agent is None:
+        raise NotFound(f"no agent '{agent_id}'")
+    return agent
+
+
+def list_agents() -> list[Agent]:
+    return agent_store.list_agents()
+
+
+def delete_agent(agent_id: str) -> None:
+    get_agent(agent_id)
+    if not agent_store.delete_idle_agent(agent_id):
+        raise Conflict(
+            f"agent '{agent_id}' still holds offers or conversations; set it offline and let them be re-queued first"
+        )

@@ -1,0 +1,34 @@
+"""Timer worker: offer timeouts, task re-checks (sticky wait over, skills relax) and agents'
+offline grace periods, delivered as delayed SQS messages. Each action is idempotent: a timer
+that fires for something already decided does nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck, timer_message
+from chalicelib.observability import logger
+from chalicelib.services import routing, timers
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    timer = timer_message.validate_json(record.body)
+    if not timers.due(timer):
+        return
+    message = timer.message
+    if isinstance(message, OfferTimeout):
+        routing.expire_offer(message.offer_id)
+    elif isinstance(message, TaskRecheck):
+        routing.match_task_by_key(message.queue, message.sort_key)
+    elif isinstance(message, AgentGrace):
+        routing.agent_grace_over(message)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
