@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
 from email.errors import CloseBoundaryNotFoundDefect
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, Parser
 from email.policy import Compat32
@@ -47,6 +48,26 @@ _DEFAULT_CHARSET = "utf-8"
 # dedupe key, so they are replaced by their digest.
 _MAX_PROVIDER_MESSAGE_ID = 255
 _MAX_MIME_DEPTH = 20
+
+
+# policy.default's header parser is quadratic, or deeply recursive, on hostile values (one subject
+# of 20,000 encoded words takes gigabytes), so it only ever sees the first few kilobytes of a
+# header; no legitimate header needs more to be read. Message-IDs are read from the raw text.
+_MAX_HEADER_CHARS = 8192
+_MAX_MIME_HEADER_CHARS = 2048
+_MAX_ADDRESS_CHARS = 998  # an unparseable recipient is kept as written, up to one header line
+
+
+class _BoundedHeaderRegistry(HeaderRegistry):
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        limit = _MAX_MIME_HEADER_CHARS if name.lower().startswith("content-") else _MAX_HEADER_CHARS
+        return super().__call__(name, value[:limit])
+
+
+_MIME_POLICY = email_policy.default.clone(header_factory=_BoundedHeaderRegistry())
+# Re-serialising a forwarded message to measure it: canonical CRLF, headers as written (refolding
+# would re-parse them).
+_SOURCE_POLICY = _MIME_POLICY.clone(refold_source="none", linesep="\r\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,7 +159,7 @@ class _FormDataPolicy(Compat32):
 
 
 class _FormDataMessage(Message):
-    """A form that keeps each part opaque.
+    """A form-data message whose parts stay opaque bytes.
 
     Attachments arrive with their own media type; without this, a forwarded email posted as
     message/rfc822 (or a multipart file) would be parsed into sub-messages and lose its bytes.
@@ -210,7 +231,7 @@ def _parse_parsed_mode(fields: Mapping[str, _FormField]) -> InboundMessage:
     headers = _header_block(text_of("headers"))
 
     sender_address, display_name = _sender(text_of("from"), envelope)
-    recipient = _recipient([_envelope_recipient(envelope), *_addresses(text_of("to"))])
+    recipient = _recipient(_envelope_recipient(envelope), [text_of("to")])
     subject = _single_line(text_of("subject"))
     body = _best_body(text_of("text"), text_of("html"))
     return _inbound_message(
@@ -295,13 +316,11 @@ def _parse_raw_mode(fields: Mapping[str, _FormField]) -> InboundMessage:
     charsets = _lowercase_keys(_json_object(_field_text(fields, "charsets")))
     text_of = _FieldReader(fields, charsets)
     envelope = _json_object(text_of("envelope"))
-    mime = cast(EmailMessage, message_from_bytes(raw, policy=email_policy.default))
+    mime = cast(EmailMessage, message_from_bytes(raw, policy=_MIME_POLICY))
 
     from_header = _header_text(mime, "from") or text_of("from")
     sender_address, display_name = _sender(from_header, envelope)
-    recipient = _recipient(
-        [_envelope_recipient(envelope), *_addresses(_header_text(mime, "to")), *_addresses(text_of("to"))]
-    )
+    recipient = _recipient(_envelope_recipient(envelope), [_header_text(mime, "to"), text_of("to")])
     subject = _single_line(_header_text(mime, "subject") or text_of("subject"))
     return _inbound_message(
         sender_address=sender_address,
@@ -345,7 +364,11 @@ def _part_text(part: Message) -> str:
 
 def _mime_attachments(mime: Message, depth: int = 0) -> Iterator[EmailMessage]:
     """Attachment parts, including inline images kept inside the alternative/related body."""
-    if depth > _MAX_MIME_DEPTH or not isinstance(mime, EmailMessage) or not mime.is_multipart():
+    if depth > _MAX_MIME_DEPTH or not isinstance(mime, EmailMessage):
+        return
+    if not mime.is_multipart():
+        if depth == 0 and (mime.is_attachment() or mime.get_content_maintype() not in {"text", "message"}):
+            yield mime  # the whole email is one file (e.g. a scanner sending a bare PDF)
         return
     attachments = list(mime.iter_attachments())
     attachment_ids = {id(part) for part in attachments}
@@ -378,8 +401,8 @@ def _mime_part_size(part: EmailMessage) -> int | None:
         payload = part.get_payload(decode=True)
         return len(payload) if isinstance(payload, bytes) else None
     try:
-        # A forwarded message/rfc822: its size as it would be saved, without refolding headers.
-        return len(part.get_payload(0).as_bytes(policy=email_policy.compat32))
+        # A forwarded message/rfc822 was parsed into a message: measure it re-serialised.
+        return len(part.get_payload(0).as_bytes(policy=_SOURCE_POLICY))
     except Exception:
         return None
 
@@ -399,7 +422,7 @@ def _inbound_message(
 ) -> InboundMessage:
     threading = _threading(headers)
     provider_message_id = _provider_message_id(threading.message_id) or _content_hash(
-        sender_address, recipient, subject, _header_text(headers, "date"), body
+        sender_address, recipient, subject, _raw_header(headers, "date"), body
     )
     return InboundMessage(
         provider=PROVIDER,
@@ -430,19 +453,23 @@ def _sender(from_text: str, envelope: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _lenient_email(text: str) -> tuple[str, str] | None:
-    try:
-        return parse_email(text)
-    except InvalidIdentity:
-        pass
+    parsed = _checked_email(text)
+    if parsed is not None:
+        return parsed
     # "Ada Lovelace ada@example.com" (no angle brackets) still names one clear address.
-    found = re.search(r"[^\s<>\"',;]+@[^\s<>\"',;]+", text)
+    found = re.search(r"[^\s<>\"',;]+@[^\s<>\"',;]+", text[:_MAX_HEADER_CHARS])
     if found is None:
         return None
+    parsed = _checked_email(found.group(0))
+    return None if parsed is None else (parsed[0], text[: found.start()].strip(" \t\"'<"))
+
+
+def _checked_email(text: str) -> tuple[str, str] | None:
+    """parse_email's (address, display name), or None for anything but one valid address."""
     try:
-        address, _ = parse_email(found.group(0))
-    except InvalidIdentity:
+        return parse_email(text[:_MAX_HEADER_CHARS])
+    except (InvalidIdentity, RecursionError):  # parseaddr recurses once per nested "(" comment
         return None
-    return address, text[: found.start()].strip(" \t\"'<")
 
 
 def _envelope_recipient(envelope: Mapping[str, Any]) -> str:
@@ -457,29 +484,29 @@ def _envelope_recipient(envelope: Mapping[str, Any]) -> str:
 def _addresses(header_value: str) -> list[str]:
     if not header_value.strip():
         return []
-    return [address for _, address in getaddresses([header_value]) if address] or [header_value]
+    try:
+        return [address for _, address in getaddresses([header_value[:_MAX_HEADER_CHARS]]) if address]
+    except RecursionError:  # one level per nested "(" comment
+        return []
 
 
-def _recipient(candidates: list[str]) -> str:
-    """The first candidate that is a valid address, normalised; else the first one as written."""
-    written = [candidate.strip() for candidate in candidates if candidate.strip()]
+def _recipient(envelope_to: str, to_headers: list[str]) -> str:
+    """The envelope's address, else the first To address, normalised; else the first as written."""
+    written = [value.strip() for value in [envelope_to, *to_headers] if value.strip()]
     if not written:
         raise MalformedPayload("multipart body has no recipient: no envelope 'to' and no 'to' field")
-    for candidate in written:
-        try:
-            return parse_email(candidate)[0]
-        except InvalidIdentity:
-            continue
-    return written[0]
+    candidates = [envelope_to, *(address for header in to_headers for address in _addresses(header))]
+    valid = (_checked_email(candidate) for candidate in candidates if candidate.strip())
+    return next((parsed[0] for parsed in valid if parsed is not None), written[0][:_MAX_ADDRESS_CHARS])
 
 
 def _threading(headers: Message) -> EmailThreading:
-    message_ids = _message_ids(_header_text(headers, "message-id"))
-    in_reply_to = _message_ids(_header_text(headers, "in-reply-to"))
+    message_ids = _message_ids(_raw_header(headers, "message-id"))
+    in_reply_to = _message_ids(_raw_header(headers, "in-reply-to"))
     return EmailThreading(
         message_id=message_ids[0] if message_ids else None,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
-        references=_message_ids(_header_text(headers, "references")),
+        references=_message_ids(_raw_header(headers, "references")),
     )
 
 
@@ -508,17 +535,22 @@ def _content_hash(sender: str, recipient: str, subject: str, date: str, body: st
 
 
 def _header_block(text: str) -> Message:
-    return Parser(policy=email_policy.default).parsestr(text.strip("\r\n") + "\n\n", headersonly=True)
+    return Parser(policy=_MIME_POLICY).parsestr(text.strip("\r\n") + "\n\n", headersonly=True)
 
 
 def _header_text(message: Message, name: str) -> str:
-    """A header's decoded value, or its raw text if the header cannot be parsed."""
+    """A header's decoded value (encoded words, raw UTF-8), or its raw text if it cannot be parsed."""
     try:
         value = message.get(name)
-        return "" if value is None else _unfold(str(value)).strip()
     except Exception:
-        raw = next((value for key, value in message.raw_items() if key.lower() == name), "")
-        return _repair_surrogates(_unfold(str(raw))).strip()
+        return _raw_header(message, name)
+    return "" if value is None else _unfold(str(value)).strip()
+
+
+def _raw_header(message: Message, name: str) -> str:
+    """The first `name` header exactly as written, unfolded."""
+    raw = next((value for key, value in message.raw_items() if key.lower() == name), "")
+    return _repair_surrogates(_unfold(str(raw))).strip()
 
 
 def _best_body(text: str, html: str) -> str:
@@ -590,7 +622,6 @@ _PARAGRAPH_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquot
 _BLOCK_TAGS = frozenset(
     {"div", "li", "tr", "ul", "ol", "dl", "dt", "dd", "pre", "hr", "section", "article", "header", "footer"}
 )
-
 _CELL_TAGS = frozenset({"td", "th"})
 
 
@@ -653,13 +684,44 @@ def html_to_text(html: str) -> str:
         return ""
     extractor = _HtmlTextExtractor()
     try:
-        extractor.feed(html)
+        extractor.feed(_defuse_markup(html))
         extractor.close()
         text = extractor.text()
     except Exception:
         # html.parser still asserts on some malformed declarations; a crude strip is enough.
         text = unescape(re.sub(r"<[^>]*>", " ", html))
     return _tidy_lines(text)
+
+
+def _defuse_markup(html: str) -> str:
+    """The markup html.parser reads in linear time, with the same visible text.
+
+    For every "<" it cannot close, html.parser (as shipped with Python 3.11) searches to the end
+    of the document again, so 400 kB of "<!--" takes minutes. Comments, declarations and
+    processing instructions show no text and are removed; a "<" that no ">" closes before the
+    next "<" is text and is escaped.
+    """
+    return _UNCLOSED_OR_DECLARATION.sub(_defused_construct, _without_comments(html))
+
+
+_UNCLOSED_OR_DECLARATION = re.compile(r"<(?:([!?][^<>]*)>|(?=[^<>]*(?:<|$)))")
+
+
+def _defused_construct(match: re.Match[str]) -> str:
+    return "" if match.group(1) is not None else "&lt;"
+
+
+def _without_comments(html: str) -> str:
+    kept: list[str] = []
+    position = 0
+    while (start := html.find("<!--", position)) >= 0:
+        kept.append(html[position:start])
+        end = html.find("-->", start + 4)
+        if end < 0:
+            return "".join(kept)  # an unclosed comment hides the rest of the document
+        position = end + 3
+    kept.append(html[position:])
+    return "".join(kept)
 
 
 def _tidy_lines(text: str) -> str:

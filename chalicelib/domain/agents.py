@@ -51,6 +51,8 @@ class AgentProfile(BaseModel):
 
 
 class Agent(AgentProfile):
+    model_config = ConfigDict(extra="ignore")  # stored items carry their keys too
+
     id: str
     status: AgentStatus = AgentStatus.OFFLINE
     status_changed_at: datetime

@@ -93,15 +93,22 @@ def customer_from_first_message(customer_id: str, conversation_id: str, msg: Inb
     )
 
 
+# A DynamoDB item holds at most 400 KB: longer bodies are cut, and the message says so.
+MAX_BODY_CHARS = 100_000
+MAX_SUBJECT_CHARS = 1_000
+
+
 def inbound_thread_message(message_id: str, customer_id: str, conversation_id: str, msg: InboundMessage) -> Message:
+    """The thread entry for an inbound message. Its time is its id's, so id order is time order."""
+    body = msg.body if len(msg.body) <= MAX_BODY_CHARS else msg.body[:MAX_BODY_CHARS] + "\n[truncated]"
     return Message(
         id=message_id,
         conversation_id=conversation_id,
         customer_id=customer_id,
         channel=msg.channel,
         direction=Direction.INBOUND,
-        body=msg.body,
-        subject=msg.subject,
+        body=body,
+        subject=msg.subject[:MAX_SUBJECT_CHARS] if msg.subject else msg.subject,
         status=DeliveryStatus.RECEIVED,
         created_at=id_datetime(message_id),
         provider=msg.provider,

@@ -63,9 +63,17 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+MAX_ADDRESS_TEXT = 1000  # a real From header is far shorter; nested comments make parseaddr recurse
+
+
 def parse_email(raw: str) -> tuple[str, str]:
     """(normalised address, display name) from `"Ada L." <Ada@Example.com>` and similar forms."""
-    name, address = parseaddr(raw or "")
+    if len(raw or "") > MAX_ADDRESS_TEXT:
+        raise InvalidIdentity("email address text is too long")
+    try:
+        name, address = parseaddr(raw or "")
+    except RecursionError:
+        raise InvalidIdentity("email address text is too deeply nested") from None
     address = address.strip().lower()
     if not _EMAIL_SHAPE.match(address):
         raise InvalidIdentity("not an email address")

@@ -35,7 +35,7 @@ class RoutingConfig(BaseModel):
     default_queue: str = "general"
     default_priority: int = Field(default=5, ge=0, le=9)
     rules: list[RoutingRule] = Field(default_factory=list)
-    offer_timeout_seconds: int = Field(default=60, ge=5, le=900)
+    offer_timeout_seconds: int = Field(default=60, ge=1, le=900)
     sticky_window_seconds: int = 24 * 3600
     sticky_wait_seconds: int = Field(default=30, ge=0, le=900)
     # After each wait (from enqueue), required skills loosen one step: levels to 1, then none.

@@ -117,6 +117,9 @@ def handle_inbound(task: RoutingTask) -> None:
         queued = queue_conversation(customer, conversation, task.channel.value, task.text, "inbound")
         if queued is not None:
             match_task(queued)
+    elif conversation.status is ConversationStatus.WAITING and conversation.task_queue and not conversation.offer_id:
+        # Already in line (a redelivery after a crash, or a follow-up message): make sure it is matched.
+        match_task_by_key(conversation.task_queue, str(conversation.task_sort_key))
 
 
 def _sticky(customer: Customer, now: datetime, config: RoutingConfig) -> tuple[str | None, datetime | None]:

@@ -87,7 +87,7 @@ def _agent_takes(agent_id: str, channel: str, offer_id: str, at: str) -> dict[st
         keys.agent_key(agent_id),
         "SET #load.#ch = if_not_exists(#load.#ch, :zero) + :one, total_load = total_load + :one, "
         "active_channel = :ch, last_offer_at = :at ADD offer_ids :offer",
-        {"#load": "load", "#ch": channel, "#status": "status"},
+        {"#load": "load", "#ch": channel, "#status": "status", "#capacity": "capacity"},
         {
             ":zero": 0,
             ":one": 1,
@@ -97,8 +97,8 @@ def _agent_takes(agent_id: str, channel: str, offer_id: str, at: str) -> dict[st
             ":available": "available",
             ":true": True,
         },
-        condition="#status = :available AND capacity.#ch > :zero "
-        "AND (attribute_not_exists(#load.#ch) OR #load.#ch < capacity.#ch) "
+        condition="#status = :available AND #capacity.#ch > :zero "
+        "AND (attribute_not_exists(#load.#ch) OR #load.#ch < #capacity.#ch) "
         "AND (multi_channel = :true OR total_load = :zero OR active_channel = :ch)",
     )
 

@@ -123,11 +123,12 @@ def update(
 def query_page(
     partition: str, sort_prefix: str, limit: int, start_after: dict[str, str] | None
 ) -> tuple[list[dict[str, Any]], bool]:
-    """One page of a partition's items whose sort key starts with `sort_prefix`, ascending."""
+    """One page of a partition's items whose sort key starts with `sort_prefix` (all if ''), ascending."""
+    values = {":pk": partition, ":prefix": sort_prefix} if sort_prefix else {":pk": partition}
     kwargs: dict[str, Any] = {
         "TableName": table_name(),
-        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-        "ExpressionAttributeValues": serialize({":pk": partition, ":prefix": sort_prefix}),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)" if sort_prefix else "pk = :pk",
+        "ExpressionAttributeValues": serialize(values),
         "Limit": limit,
         "ConsistentRead": True,
     }

@@ -71,3 +71,10 @@ def test_unusable_emails_are_refused(raw: str) -> None:
 def test_email_identity_kind() -> None:
     identity = email_identity("Ada <ADA@example.com>")
     assert identity.kind is IdentityKind.EMAIL and identity.value == "ada@example.com"
+
+
+def test_hostile_email_text_is_refused_not_crashed() -> None:
+    with pytest.raises(InvalidIdentity):
+        parse_email("(" * 50_000 + "a@b.co")
+    with pytest.raises(InvalidIdentity):
+        parse_email("x" * 5000 + "@example.com")
