@@ -33,6 +33,8 @@ class Customer(BaseModel):
     identities: list[Identity] = Field(default_factory=list)
     last_channel: Channel | None = None
     last_inbound_at: datetime | None = None
+    # When the customer last wrote on each channel (WhatsApp's 24-hour window is counted from it).
+    last_inbound_by_channel: dict[str, datetime] = Field(default_factory=dict)
     # Who last resolved this customer's conversation, for sticky routing.
     last_agent_id: str | None = None
     last_resolved_at: datetime | None = None
@@ -88,6 +90,7 @@ def customer_from_first_message(customer_id: str, conversation_id: str, msg: Inb
         identities=[msg.sender],
         last_channel=msg.channel,
         last_inbound_at=msg.received_at,
+        last_inbound_by_channel={msg.channel.value: msg.received_at},
         created_at=msg.received_at,
         updated_at=msg.received_at,
     )

@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 import secrets
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ SECRET_MAX_BYTES = 64
 GENERATED_SECRET_BYTES = 32
 MAX_URL_LENGTH = 2048
 MAX_ENDPOINTS = 50
+_ENDPOINT_ID = re.compile(r"^wh_[0-9A-HJKMNP-TV-Z]{26}$")  # what register makes (new_id("wh"))
 
 
 def register(
@@ -56,15 +58,15 @@ def list_endpoints() -> list[WebhookEndpoint]:
 
 
 def get_endpoint(endpoint_id: str) -> WebhookEndpoint:
-    endpoint = store.get_endpoint(endpoint_id)
+    endpoint = store.get_endpoint(endpoint_id) if _ENDPOINT_ID.match(endpoint_id) else None
     if endpoint is None:
-        raise NotFound(f"no webhook endpoint '{endpoint_id}'")
+        raise NotFound(f"no webhook endpoint '{endpoint_id[:64]}'")
     return endpoint
 
 
 def delete(endpoint_id: str) -> None:
-    if not store.delete_endpoint(endpoint_id):
-        raise NotFound(f"no webhook endpoint '{endpoint_id}'")
+    if not (_ENDPOINT_ID.match(endpoint_id) and store.delete_endpoint(endpoint_id)):
+        raise NotFound(f"no webhook endpoint '{endpoint_id[:64]}'")
 
 
 def generate_secret() -> str:

@@ -146,8 +146,10 @@ def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None) -
         {},
         {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at, ":ch": message.channel.value},
     )
-    customer_expression = "SET last_channel = :ch, last_inbound_at = :at, updated_at = :at"
-    customer_names: dict[str, str] = {}
+    customer_expression = (
+        "SET last_channel = :ch, last_inbound_at = :at, updated_at = :at, last_inbound_by_channel.#inbound_ch = :at"
+    )
+    customer_names: dict[str, str] = {"#inbound_ch": message.channel.value}
     customer_values: dict[str, Any] = {":ch": message.channel.value, ":at": at}
     if profile_name:
         customer_expression += ", provider_names.#channel = :name"
