@@ -228,6 +228,47 @@ def list_queues() -> dict[str, Any]:
     return {"data": routing.queue_stats()}
 
 
+# --- Webhook endpoints for CRM events (Standard Webhooks) -------------------------------------
+
+
+@route("/v1/webhooks", methods=["POST"])
+def create_webhook() -> Response:
+    from chalicelib.api.webhook_models import WebhookEndpointCreate, endpoint_view
+    from chalicelib.services import webhooks
+
+    body = WebhookEndpointCreate.model_validate(json_object(app.current_request))
+    endpoint, secret = webhooks.register(body.url, body.events, body.secret, body.description)
+    return Response(
+        body=endpoint_view(endpoint, secret),
+        status_code=201,
+        headers={"Content-Type": "application/json", "Location": f"/v1/webhooks/{endpoint.id}"},
+    )
+
+
+@route("/v1/webhooks")
+def list_webhooks() -> dict[str, Any]:
+    from chalicelib.api.webhook_models import endpoint_view
+    from chalicelib.services import webhooks
+
+    return {"data": [endpoint_view(endpoint) for endpoint in webhooks.list_endpoints()]}
+
+
+@route("/v1/webhooks/{endpoint_id}")
+def get_webhook(endpoint_id: str) -> dict[str, Any]:
+    from chalicelib.api.webhook_models import endpoint_view
+    from chalicelib.services import webhooks
+
+    return endpoint_view(webhooks.get_endpoint(endpoint_id))
+
+
+@route("/v1/webhooks/{endpoint_id}", methods=["DELETE"])
+def delete_webhook(endpoint_id: str) -> Response:
+    from chalicelib.services import webhooks
+
+    webhooks.delete(endpoint_id)
+    return Response(body="", status_code=204)
+
+
 def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
     if raw is None:
         return default
