@@ -6,7 +6,10 @@ in a message, an extra key, or an exception's text.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -33,3 +36,22 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(service="omnihub", logger_formatter=MaskingFormatter())
+
+
+def with_lambda_context(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Like Logger.inject_lambda_context, but the keys belong to this thread only: locally every
+    function shares one process and one logger, and an HTTP request's log lines must not carry
+    a worker's function name."""
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        logger.thread_safe_append_keys(
+            function_name=getattr(context, "function_name", None),
+            function_request_id=getattr(context, "aws_request_id", None),
+        )
+        try:
+            return handler(event, context)
+        finally:
+            logger.thread_safe_clear_keys()
+
+    return wrapper

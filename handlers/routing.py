@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.domain.routing_task import MatchAgent, MatchTask, RoutingTask, routing_message
-from chalicelib.observability import logger
+from chalicelib.observability import with_lambda_context
 from chalicelib.services import routing
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -30,6 +30,6 @@ def record_handler(record: SQSRecord) -> None:
         routing.match_task_by_key(message.queue, message.sort_key)
 
 
-@logger.inject_lambda_context
+@with_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

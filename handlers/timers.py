@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck, timer_message
-from chalicelib.observability import logger
+from chalicelib.observability import with_lambda_context
 from chalicelib.services import routing, timers
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -29,6 +29,6 @@ def record_handler(record: SQSRecord) -> None:
         routing.agent_grace_over(message)
 
 
-@logger.inject_lambda_context
+@with_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

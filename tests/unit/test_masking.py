@@ -39,3 +39,38 @@ def test_the_logger_masks_messages_extras_and_exceptions() -> None:
     assert "ada@example.com" not in stream.getvalue()
     assert "15017122661" not in record["to"]
     assert record["message"].startswith("failed for +44")
+
+
+def test_a_workers_lambda_context_stays_out_of_other_threads_logs() -> None:
+    import threading
+
+    from chalicelib.observability import logger as hub_logger
+    from chalicelib.observability import with_lambda_context
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(MaskingFormatter())
+    hub_logger.addHandler(handler)
+    inside, outside = threading.Event(), threading.Event()
+
+    class Context:
+        function_name = "omnihub-routing"
+        aws_request_id = "req-1"
+
+    @with_lambda_context
+    def worker(event: object, context: object) -> None:
+        hub_logger.info("from the worker")
+        inside.set()
+        outside.wait(5)
+
+    thread = threading.Thread(target=worker, args=({}, Context()))
+    thread.start()
+    inside.wait(5)
+    hub_logger.info("from an http request")
+    outside.set()
+    thread.join(5)
+    hub_logger.removeHandler(handler)
+
+    records = {r["message"]: r for r in map(json.loads, stream.getvalue().splitlines())}
+    assert records["from the worker"]["function_name"] == "omnihub-routing"
+    assert "function_name" not in records["from an http request"]
