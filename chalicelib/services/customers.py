@@ -64,7 +64,7 @@ def patch_customer(customer_id: str, patch: CustomerPatch) -> Customer:
             }
         )
         try:
-            return customer_store.save_profile(before, after, linking, patch.attributes or {})
+            saved = customer_store.save_profile(before, after, linking, patch.attributes or {})
         except customer_store.IdentityBelongsToAnother as exc:
             kind = "phone number" if exc.identity.kind is IdentityKind.PHONE else "email address"
             raise Conflict(
@@ -72,7 +72,19 @@ def patch_customer(customer_id: str, patch: CustomerPatch) -> Customer:
             ) from None
         except customer_store.ChangedMeanwhile:
             continue
+        _announce_update(saved)
+        return saved
     raise Unavailable("the customer is being changed by other requests; retry")
+
+
+def _announce_update(customer: Customer) -> None:
+    from chalicelib.api.models import customer_view
+    from chalicelib.services import events
+
+    try:
+        events.emit("customer.updated", {"customer": customer_view(customer)}, f"{customer.id}:v{customer.version}")
+    except Exception as exc:
+        raise Unavailable("the change is saved but the CRM could not be told yet; retry") from exc
 
 
 def _merged(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

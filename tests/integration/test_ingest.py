@@ -234,3 +234,23 @@ def test_attributes_merge_and_concurrent_patches_lose_nothing(hub: Hub) -> None:
 
     attributes = customers.get_customer(customer_id).attributes
     assert attributes == {"tier": "gold", "k0": 0, "k1": 1, "k2": 2, "k3": 3}
+
+
+def test_a_profile_change_is_announced_to_the_crm(hub: Hub) -> None:
+    from chalicelib.api.models import CustomerPatch
+    from chalicelib.services import customers
+    from chalicelib.services.ingest import ingest
+
+    customer_id = ingest(sms("SMann")).customer_id
+    customers.patch_customer(customer_id, CustomerPatch(name="Ada"))
+
+    sqs = hub.client("sqs")
+    bodies = [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=hub.resources["CRM_EVENTS_QUEUE_URL"], MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+    ]
+    updates = [b["event"] for b in bodies if b["event"]["type"] == "customer.updated"]
+    assert len(updates) == 1
+    assert updates[0]["data"]["customer"]["name"] == "Ada"
