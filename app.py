@@ -269,6 +269,15 @@ def delete_webhook(endpoint_id: str) -> Response:
     return Response(body="", status_code=204)
 
 
+@route("/v1/conversations/{conversation_id}/messages", methods=["POST"])
+def send_conversation_message(conversation_id: str) -> Response:
+    from chalicelib.services import replies
+
+    request = app.current_request
+    outcome = replies.send_reply(conversation_id, json_object(request), request.headers.get("idempotency-key"))
+    return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
+
 def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
     if raw is None:
         return default

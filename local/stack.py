@@ -16,6 +16,10 @@ LOCAL_DEFAULTS = {
     "TWILIO_AUTH_TOKEN": "local-twilio-auth-token",
     "SENDGRID_INBOUND_TOKEN": "local-sendgrid-inbound-token",
     "SENDGRID_API_KEY": "SG.local-sendgrid-api-key",
+    # Senders for agent replies; the provider sandbox accepts them.
+    "TWILIO_SMS_FROM": "+15005550006",
+    "TWILIO_WHATSAPP_FROM": "+14155238886",
+    "SENDGRID_FROM_EMAIL": "support@omnihub.local",
     # CRM endpoints on this machine are plain http://127.0.0.1 URLs.
     "ALLOW_INSECURE_WEBHOOK_URLS": "true",
 }

@@ -7,13 +7,16 @@ public URL Twilio called before anything else looks at it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
 from chalicelib.domain.identity import InvalidIdentity, normalize_phone, phone_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, StatusUpdate
+from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
 
 PROVIDER = "twilio"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -187,3 +190,100 @@ def parse_status(params: FormParams) -> StatusUpdate:
 
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+# --------------------------------------------------------------------------------------------
+# Sending
+
+
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+def send_message(
+    *,
+    account_sid: str,
+    auth_token: str,
+    to: str,
+    body: str = "",
+    media_urls: list[str] | None = None,
+    from_: str | None = None,
+    messaging_service_sid: str | None = None,
+    status_callback: str | None = None,
+    api_base_url: str = DEFAULT_API_BASE_URL,
+    timeout: float = SEND_TIMEOUT_SECONDS,
+) -> SentMessage:
+    """Create a Message through Twilio's REST API (SMS, MMS or WhatsApp, as `to` and `from_` say).
+
+    A Messaging Service, when given, picks the sender. Raises ProviderRejected for a 4xx (Twilio's
+    error code kept) and ProviderUnavailable for network failures, timeouts, 429 and 5xx.
+    """
+    import requests
+    from twilio.base.exceptions import TwilioRestException
+
+    kwargs: dict[str, Any] = {"to": to}
+    if messaging_service_sid:
+        kwargs["messaging_service_sid"] = messaging_service_sid
+    elif from_:
+        kwargs["from_"] = from_
+    if body:
+        kwargs["body"] = body
+    if media_urls:
+        kwargs["media_url"] = list(media_urls)
+    if status_callback:
+        kwargs["status_callback"] = status_callback
+    client = _rest_client(account_sid, auth_token, api_base_url.rstrip("/"), timeout)
+    try:
+        created = client.messages.create(**kwargs)
+    except TwilioRestException as exc:
+        if exc.status == 429 or exc.status >= 500:
+            raise ProviderUnavailable(PROVIDER, f"HTTP {exc.status} (error {exc.code})") from None
+        code = str(exc.code if exc.code is not None else exc.status)
+        raise ProviderRejected(PROVIDER, code, str(exc.msg or f"HTTP {exc.status}"), exc.status) from None
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(PROVIDER, type(exc).__name__) from None
+    status = _STATUSES.get(str(created.status or "").lower(), DeliveryStatus.QUEUED)
+    return SentMessage(
+        provider=PROVIDER,
+        provider_message_id=created.sid,
+        status=status,
+        sender_address=created.from_ or from_ or None,
+        recipient_address=created.to or to,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _rest_client(account_sid: str, auth_token: str, api_base_url: str, timeout: float) -> Any:
+    """One twilio Client per configuration, kept warm across invocations (its session pools connections)."""
+    from twilio.rest import Client
+
+    http_client = _http_client_class()(api_base_url, timeout=timeout)
+    return Client(account_sid, auth_token, http_client=http_client)
+
+
+@functools.cache
+def _http_client_class() -> type:
+    """twilio's documented `http_client=` extension point, sending every call to another base URL.
+
+    Defined on first use so importing this module never imports twilio (cold start).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    from twilio.http.http_client import TwilioHttpClient
+
+    class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
+        def __init__(self, base_url: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._base = urlsplit(base_url)
+            self._redirected = base_url != DEFAULT_API_BASE_URL
+            if self._redirected and self.session is not None:
+                # Proxy variables and ~/.netrc must not hijack calls to a local sandbox.
+                self.session.trust_env = False
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if self._redirected:
+                target = urlsplit(url)._replace(scheme=self._base.scheme, netloc=self._base.netloc)
+                url = urlunsplit(target)
+            return super().request(method, url, *args, **kwargs)
+
+    return BaseUrlHttpClient

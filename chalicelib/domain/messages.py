@@ -133,3 +133,4 @@ class Message(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     status_updated_at: datetime | None = None
+    agent_id: str | None = None  # who sent an outbound reply

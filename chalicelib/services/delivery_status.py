@@ -1,10 +1,20 @@
-"""Provider status callbacks: move a sent message's delivery status forward."""
+"""Provider status callbacks: move a sent message's delivery status forward, and tell the CRM.
+
+Each status a message reaches is one `message.status_updated` event, keyed by message and status,
+so its id is fixed: if queueing it fails the callback answers 503, and the provider's retry (which
+finds the status already applied) queues the same event again; the CRM sees it once.
+"""
 
 from __future__ import annotations
 
-from chalicelib.domain.messages import StatusUpdate
+from typing import Any
+
+from chalicelib.domain.messages import DeliveryStatus, Message, StatusUpdate
 from chalicelib.observability import logger
+from chalicelib.services.errors import Unavailable
 from chalicelib.store import thread
+
+FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
 
 
 def record_status(update: StatusUpdate) -> bool:
@@ -26,4 +36,39 @@ def record_status(update: StatusUpdate) -> bool:
             "applied": changed is not None,
         },
     )
+    if changed is not None:
+        _announce(changed)
+    else:
+        # A repeat of the callback that moved the message here may follow a failed announcement.
+        current = thread.get_message(stored.conversation_id, stored.message_id)
+        if current is not None and current.status is update.status:
+            _announce(current)
     return changed is not None
+
+
+def status_event(message: Message) -> tuple[str, dict[str, Any], str]:
+    """(type, data, key) of the `message.status_updated` event for the status `message` is in."""
+    from chalicelib.api.models import message_view
+
+    data: dict[str, Any] = {
+        "message": message_view(message),
+        "status": message.status.value,
+        "customer_id": message.customer_id,
+        "conversation_id": message.conversation_id,
+    }
+    if message.status in FAILURE_STATUSES:
+        data["error_code"] = message.error_code
+        data["error_message"] = message.error_message
+    return "message.status_updated", data, f"{message.id}:{message.status.value}"
+
+
+def _announce(message: Message) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.services import events
+
+    try:
+        events.emit_many([status_event(message)])
+    except (events.EventQueueUnavailable, BotoCoreError, ClientError) as exc:
+        logger.warning("status event not queued", extra={"message_id": message.id, "error": type(exc).__name__})
+        raise Unavailable("the status is stored but the CRM event could not be queued; retry") from exc

@@ -1,0 +1,255 @@
+"""Agent replies, as pure decisions: which channel, to which address, with what content.
+
+Nothing here does I/O. The use case (services/replies.py) loads the customer and the thread,
+asks these functions what to send, and asks a channel module to send it. Every refusal is a
+`Refused` naming the HTTP status and error code the API answers with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.customers import Customer
+from chalicelib.domain.messages import Channel, DeliveryStatus, EmailThreading
+
+SUPPORTED_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
+PHONE_CHANNELS = (Channel.SMS, Channel.WHATSAPP)
+MAX_TWILIO_BODY_CHARS = 1600  # Twilio refuses longer bodies (error 21617)
+MAX_EMAIL_BODY_CHARS = 100_000
+MAX_MEDIA = 10  # Twilio sends at most 10 media per message (error 21623)
+WHATSAPP_WINDOW = timedelta(hours=24)
+MAX_REFERENCES = 20  # enough for any client to thread; keeps the header short (RFC 5322 §3.6.4)
+WHATSAPP_PREFIX = "whatsapp:"
+
+_REPLY_PREFIX = re.compile(r"^\s*re\s*(\[\d+\])?\s*:", re.IGNORECASE)
+
+
+class Refused(Exception):
+    """The reply cannot be sent as asked; `status` and `code` are what the API answers."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ProviderRejected(Exception):
+    """The provider refused the message for good (a 4xx): it is stored as failed."""
+
+    def __init__(self, provider: str, code: str, message: str, http_status: int) -> None:
+        super().__init__(f"{provider} error {code}: {message}")
+        self.provider = provider
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+class ProviderUnavailable(Exception):
+    """The provider could not be reached or answered 5xx/429: nothing is stored, retry later."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"{provider} unavailable: {reason}")
+        self.provider = provider
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What a provider answered when it accepted a message."""
+
+    provider: str
+    provider_message_id: str | None
+    status: DeliveryStatus
+    sender_address: str | None
+    recipient_address: str
+
+
+@dataclass(frozen=True)
+class InboundEmail:
+    """The customer's latest email in the conversation: what a reply threads under."""
+
+    subject: str | None
+    threading: EmailThreading | None
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    channel: Channel
+    recipient: str  # E.164, whatsapp:+E.164, or an email address
+    body: str
+    media_urls: list[str] = field(default_factory=list)
+    subject: str | None = None
+    email: EmailThreading | None = None
+
+    @property
+    def provider(self) -> str:
+        return "sendgrid" if self.channel is Channel.EMAIL else "twilio"
+
+
+def choose_channel(requested: str | None, customer: Customer) -> Channel:
+    """The channel asked for, else the one the customer last wrote from."""
+    if requested is None:
+        if customer.last_channel is None:
+            raise Refused(422, "no_channel", "the customer has never written; name the 'channel' to reply on")
+        requested = customer.last_channel.value
+    try:
+        channel = Channel(requested.strip().lower())
+    except ValueError:
+        channel = None
+    if channel not in SUPPORTED_CHANNELS:
+        names = ", ".join(c.value for c in SUPPORTED_CHANNELS)
+        raise Refused(422, "unsupported_channel", f"channel '{requested}' is not supported; use one of {names}")
+    assert channel is not None
+    return channel
+
+
+def recipient_for(channel: Channel, customer: Customer) -> str:
+    """The customer's address on the channel; refused when the customer has none."""
+    if channel is Channel.EMAIL:
+        if not customer.email:
+            raise Refused(
+                422,
+                "no_address_for_channel",
+                "the customer has no email address; link one with PATCH /v1/customers/{id} or reply on another channel",
+            )
+        return customer.email
+    if not customer.phone:
+        raise Refused(
+            422,
+            "no_address_for_channel",
+            f"the customer has no phone number, so no {channel.value} reply can be sent; reply on another channel",
+        )
+    return whatsapp_address(customer.phone) if channel is Channel.WHATSAPP else customer.phone
+
+
+def whatsapp_address(number: str) -> str:
+    """`whatsapp:+1555...` from a number written with or without the prefix."""
+    bare = number.strip()
+    if bare.lower().startswith(WHATSAPP_PREFIX):
+        bare = bare[len(WHATSAPP_PREFIX) :]
+    return WHATSAPP_PREFIX + bare.strip()
+
+
+def check_whatsapp_window(customer: Customer, now: datetime) -> None:
+    """WhatsApp allows free-form replies only within 24 hours of the customer's last message."""
+    last = customer.last_inbound_by_channel.get(Channel.WHATSAPP.value)
+    if last is None:
+        raise Refused(
+            422,
+            "whatsapp_window_closed",
+            "the customer has never written on WhatsApp, so a free-form message cannot be sent; "
+            "a pre-approved WhatsApp template is needed",
+        )
+    if now - last > WHATSAPP_WINDOW:
+        raise Refused(
+            422,
+            "whatsapp_window_closed",
+            f"the customer last wrote on WhatsApp at {last.isoformat()}, more than 24 hours ago; "
+            "outside the customer-service window only a pre-approved WhatsApp template can be sent",
+        )
+
+
+def check_content(channel: Channel, body: str, media_urls: list[str], subject: str | None) -> None:
+    if not body.strip() and not media_urls:
+        raise Refused(400, "invalid_request", "give a non-empty 'body' or at least one of 'media_urls'")
+    limit = MAX_EMAIL_BODY_CHARS if channel is Channel.EMAIL else MAX_TWILIO_BODY_CHARS
+    if len(body) > limit:
+        raise Refused(
+            422, "body_too_long", f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}"
+        )
+    if len(media_urls) > MAX_MEDIA:
+        raise Refused(422, "too_many_media", f"at most {MAX_MEDIA} media per message")
+    if subject is not None and channel is not Channel.EMAIL:
+        raise Refused(
+            422, "subject_not_supported", f"a subject is only sent by email, and this reply goes by {channel.value}"
+        )
+
+
+def reply_subject(given: str | None, their_subject: str | None) -> str:
+    """The given subject, else "Re: <their subject>" (never "Re: Re:")."""
+    chosen = _one_line(given) if given is not None else ""
+    if chosen:
+        return chosen
+    theirs = _one_line(their_subject)
+    if not theirs:
+        raise Refused(
+            422,
+            "subject_required",
+            "the customer has not emailed in this conversation, so there is no subject to reply to; give 'subject'",
+        )
+    return theirs if _REPLY_PREFIX.match(theirs) else f"Re: {theirs}"
+
+
+def reply_threading(theirs: EmailThreading | None) -> EmailThreading | None:
+    """In-Reply-To and References that thread a reply under the customer's email."""
+    if theirs is None or not theirs.message_id:
+        return None
+    references = [ref for ref in theirs.references if ref != theirs.message_id]
+    references.append(theirs.message_id)
+    unique = list(dict.fromkeys(references))
+    if len(unique) > MAX_REFERENCES:
+        # Keep the thread's first message and the most recent ones, as RFC 5322 suggests.
+        unique = [unique[0], *unique[-(MAX_REFERENCES - 1) :]]
+    return EmailThreading(in_reply_to=theirs.message_id, references=unique)
+
+
+def email_text(body: str, media_urls: list[str]) -> str:
+    """An email's text: the body, then any media as links (email attachments need the bytes)."""
+    if not media_urls:
+        return body
+    links = "\n".join(media_urls)
+    return f"{body.rstrip()}\n\n{links}" if body.strip() else links
+
+
+def plan_reply(
+    *,
+    channel: Channel,
+    customer: Customer,
+    body: str,
+    media_urls: list[str],
+    subject: str | None,
+    now: datetime,
+    latest_email: InboundEmail | None = None,
+) -> ReplyPlan:
+    """Check everything that can be checked before sending, and say exactly what to send."""
+    check_content(channel, body, media_urls, subject)
+    recipient = recipient_for(channel, customer)
+    if channel is Channel.WHATSAPP:
+        check_whatsapp_window(customer, now)
+    if channel is not Channel.EMAIL:
+        return ReplyPlan(channel=channel, recipient=recipient, body=body, media_urls=list(media_urls))
+    return ReplyPlan(
+        channel=channel,
+        recipient=recipient,
+        body=body,
+        media_urls=list(media_urls),
+        subject=reply_subject(subject, latest_email.subject if latest_email else None),
+        email=reply_threading(latest_email.threading if latest_email else None),
+    )
+
+
+def request_fingerprint(conversation_id: str, request: dict[str, Any]) -> str:
+    """What an Idempotency-Key is bound to: the conversation and the (validated) request body."""
+    canonical = json.dumps([conversation_id, request], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def check_idempotency_key(key: str) -> str:
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise Refused(
+            400, "invalid_request", "the Idempotency-Key header must be 1 to 255 visible ASCII characters (no spaces)"
+        )
+    return key
+
+
+def _one_line(text: str | None) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
