@@ -33,6 +33,12 @@ def crm(running_hub: RunningHub) -> Iterator[tuple[CrmReceiver, str]]:
     receiver.stop()
 
 
+def sandbox_url(hub: RunningHub) -> str:
+    """The provider sandbox's address, as `make run` prints it."""
+    line = next(line for line in hub.log().splitlines() if "Provider sandbox" in line)
+    return line.split()[2].removesuffix("/sandbox/messages")
+
+
 def api(hub: RunningHub, method: str, path: str, body: Any = None) -> requests.Response:
     return requests.request(method, hub.url + path, json=body, headers=hub.api, timeout=15)
 
@@ -78,6 +84,35 @@ def test_offer_reaches_the_crm_signed_and_the_agent_accepts_and_resolves(
     wait_for(lambda: receiver.events("conversation.assigned"))
 
     assert api(running_hub, "POST", f"/v1/offers/{offer_id}/reject").status_code == 409
+
+    # The agent replies; with no channel given it goes back on SMS, the channel the customer used.
+    reply_headers = {**running_hub.api, "Idempotency-Key": f"reply-{offer_id}"}
+    reply_url = running_hub.url + f"/v1/conversations/{conversation_id}/messages"
+    reply_body = {"body": "Happy to help! What is the order number?", "agent_id": agent_id}
+    sent = requests.post(reply_url, json=reply_body, headers=reply_headers, timeout=15)
+    again = requests.post(reply_url, json=reply_body, headers=reply_headers, timeout=15)
+    assert sent.status_code == 201, sent.text
+    assert again.status_code == 201 and again.json()["id"] == sent.json()["id"]
+    reply = sent.json()
+    assert (reply["channel"], reply["direction"], reply["agent_id"]) == ("sms", "outbound", agent_id)
+    sandbox = sandbox_url(running_hub)
+    recorded = [
+        r
+        for r in requests.get(sandbox + "/sandbox/messages?provider=twilio", timeout=10).json()["messages"]
+        if r["request"].get("To") == number
+    ]
+    assert len(recorded) == 1, "an Idempotency-Key repeat sends nothing"
+    assert recorded[0]["request"]["Body"] == reply_body["body"]
+    delivered = wait_for(
+        lambda: next(
+            (m for m in running_hub.messages(conversation_id) if m["id"] == reply["id"] and m["status"] == "delivered"),
+            None,
+        )
+    )
+    assert delivered["provider_message_id"] == recorded[0]["id"]
+    wait_for(
+        lambda: [e for e in receiver.events("message.status_updated") if e["data"]["message"]["id"] == reply["id"]]
+    )
     resolved = api(running_hub, "POST", f"/v1/conversations/{conversation_id}/resolve")
     assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
     assert api(running_hub, "GET", f"/v1/agents/{agent_id}").json()["load"] == {}
