@@ -352,3 +352,40 @@ def test_a_crash_between_steps_or_a_duplicate_delivery_loses_nothing(hub: Hub, m
     from chalicelib.store import routing as routing_store
 
     assert len(routing_store.all_tasks("general")) == 1
+
+
+def test_auto_accept_agents_get_the_conversation_without_a_click(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import routing
+    from chalicelib.services.ingest import ingest
+
+    configure(monkeypatch)
+    make_agent("eager", auto_accept=True)
+    workers = Workers(hub)
+    ref = ingest(sms("SMauto"))
+
+    workers.drain(until=lambda: conversation(ref.conversation_id).status == "assigned")
+
+    assert conversation(ref.conversation_id).assigned_agent_id == "eager"
+    assert agent_state("eager").conversation_ids == [ref.conversation_id]
+    assert routing.queue_stats()[0]["waiting"] == 0
+
+
+def test_transfer_to_a_skill_set_skips_the_transferring_agent(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import routing
+    from chalicelib.services.ingest import ingest
+
+    configure(monkeypatch)
+    make_agent("first-line", skills={"spanish": 5})
+    workers = Workers(hub)
+    ref = ingest(sms("SMskills"))
+    workers.drain(until=lambda: pending_offer(ref.conversation_id) is not None)
+    routing.accept_offer(pending_offer(ref.conversation_id))
+    make_agent("no-spanish", capacity={"sms": 5})
+    make_agent("spanish-speaker", skills={"spanish": 4})
+
+    routing.transfer(ref.conversation_id, None, {"spanish": 4}, None)
+    workers.drain(until=lambda: pending_offer(ref.conversation_id) is not None)
+
+    assert routing.get_offer(pending_offer(ref.conversation_id))["agent_id"] == "spanish-speaker"
+    with pytest.raises(Exception, match="only an assigned one"):
+        routing.transfer(ref.conversation_id, None, {"spanish": 1}, None)
