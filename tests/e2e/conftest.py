@@ -65,6 +65,9 @@ def start_hub(port: int, log_path: Path, extra_env: dict[str, str] | None = None
         "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "SENDGRID_INBOUND_TOKEN": SENDGRID_TOKEN,
         "MAX_BODY_BYTES": str(256 * 1024),
+        # Tests share one stack, so conversations from other tests wait in line; an "urgent" message
+        # outranks them, which is how a test gets its own conversation offered first.
+        "ROUTING_CONFIG": '{"rules": [{"name": "urgent", "when": {"keywords": ["urgent"]}, "priority": 9}]}',
         **(extra_env or {}),
     }
     for inherited in ("AWS_ENDPOINT_URL", "PUBLIC_BASE_URL", "TABLE_NAME", "ROUTING_QUEUE_URL"):

@@ -52,15 +52,15 @@ def test_offer_reaches_the_crm_signed_and_the_agent_accepts_and_resolves(
         running_hub,
         "PUT",
         f"/v1/agents/{agent_id}",
-        {"name": "Grace", "skills": {"billing": 3}, "capacity": {"sms": 1, "whatsapp": 1}},
+        {"name": "Grace", "skills": {"billing": 3}, "capacity": {"sms": 1}},
     )
     assert created.status_code == 201, created.text
-    assert api(running_hub, "POST", f"/v1/agents/{agent_id}/status", {"status": "available"}).json()["status"] == (
-        "available"
-    )
     number = new_number()
+    assert twilio_post(running_hub, inbound(number, "Urgent: hello, I need help")).status_code == 200
+    wait_for(lambda: [e for e in receiver.events("conversation.queued") if e["data"]["customer"]["phone"] == number])
 
-    assert twilio_post(running_hub, inbound(number, "Hello, I need help")).status_code == 200
+    became = api(running_hub, "POST", f"/v1/agents/{agent_id}/status", {"status": "available"})
+    assert became.json()["status"] == "available"
 
     offer_event = wait_for(
         lambda: next((e for e in receiver.events("offer.created") if e["data"]["agent"]["id"] == agent_id), None)
@@ -73,7 +73,7 @@ def test_offer_reaches_the_crm_signed_and_the_agent_accepts_and_resolves(
     assert offer_event["data"]["conversation"]["status"] == "waiting"
     offer_id = offer_event["data"]["offer"]["id"]
     message_events = [e for e in receiver.events("message.created") if e["data"]["customer"]["phone"] == number]
-    assert message_events and message_events[0]["data"]["message"]["body"] == "Hello, I need help"
+    assert message_events and message_events[0]["data"]["message"]["body"] == "Urgent: hello, I need help"
 
     accepted = api(running_hub, "POST", f"/v1/offers/{offer_id}/accept")
     assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
@@ -115,7 +115,9 @@ def test_offer_reaches_the_crm_signed_and_the_agent_accepts_and_resolves(
     )
     resolved = api(running_hub, "POST", f"/v1/conversations/{conversation_id}/resolve")
     assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
-    assert api(running_hub, "GET", f"/v1/agents/{agent_id}").json()["load"] == {}
+    after = api(running_hub, "GET", f"/v1/agents/{agent_id}").json()
+    assert conversation_id not in after["conversation_ids"]
+    assert after["load"].get("sms", 0) <= 1, "the freed slot may go straight to the backlog, never beyond capacity"
     wait_for(
         lambda: [
             e for e in receiver.events("conversation.resolved") if e["data"]["conversation"]["id"] == conversation_id
