@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.domain.agents import Agent, AgentStatus
+from chalicelib.domain.attributes import check_attributes
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.messages import Message
 
@@ -35,6 +36,7 @@ class CustomerPatch(BaseModel):
         for key in value:
             if not key or len(key) > 64:
                 raise ValueError("attribute names must be 1 to 64 characters")
+        check_attributes(value)
         return value
 
 
@@ -52,6 +54,16 @@ class TransferRequest(BaseModel):
     agent_id: str | None = None
     skills: dict[str, int] | None = None
     queue: str | None = None
+
+    @field_validator("skills")
+    @classmethod
+    def _levels(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        for skill, level in (value or {}).items():
+            if not skill or len(skill) > 64 or not 1 <= level <= 10:
+                raise ValueError("skills map names (1 to 64 characters) to levels from 1 to 10")
+        if value is not None and len(value) > 50:
+            raise ValueError("at most 50 skills")
+        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferRequest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -97,6 +98,18 @@ def _json_params(text: str) -> FormParams:
     return FormParams((str(key), "" if value is None else str(value)) for key, value in data.items())
 
 
+_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
+
+
+def _sid(params: FormParams) -> str:
+    sid = (params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid") or "").strip()
+    if not sid:
+        raise MalformedPayload("'MessageSid' is required")
+    if not _SID.match(sid):
+        raise MalformedPayload("'MessageSid' is not a Twilio message SID")
+    return sid
+
+
 def _required(params: FormParams, name: str) -> str:
     value = params.get(name, "").strip()
     if not value:
@@ -127,9 +140,7 @@ def _media(params: FormParams) -> list[Media]:
 
 def parse_inbound(params: FormParams, default_region: str = "US") -> InboundMessage:
     """An inbound SMS, MMS or WhatsApp message from Twilio's webhook fields."""
-    sid = params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid") or ""
-    if not sid.strip():
-        raise MalformedPayload("'MessageSid' is required")
+    sid = _sid(params)
     sender = _required(params, "From")
     recipient = _required(params, "To")
     channel = _channel_of(sender)
@@ -141,7 +152,7 @@ def parse_inbound(params: FormParams, default_region: str = "US") -> InboundMess
     body = params.get("Body", "")
     return InboundMessage(
         provider=PROVIDER,
-        provider_message_id=sid.strip(),
+        provider_message_id=sid,
         channel=channel,
         sender=identity,
         sender_address=sender,
@@ -171,9 +182,7 @@ def _location_text(params: FormParams) -> str:
 
 def parse_status(params: FormParams) -> StatusUpdate:
     """A delivery status callback for a message the hub sent."""
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    if not sid.strip():
-        raise MalformedPayload("'MessageSid' is required")
+    sid = _sid(params)
     raw_status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
     if not raw_status:
         raise MalformedPayload("'MessageStatus' is required")
@@ -182,7 +191,7 @@ def parse_status(params: FormParams) -> StatusUpdate:
         raise MalformedPayload(f"unknown 'MessageStatus' '{raw_status}'")
     return StatusUpdate(
         provider=PROVIDER,
-        provider_message_id=sid.strip(),
+        provider_message_id=sid,
         status=status,
         error_code=(params.get("ErrorCode") or "").strip() or None,
         error_message=(params.get("ErrorMessage") or "").strip() or None,

@@ -32,6 +32,8 @@ class AgentProfile(BaseModel):
     @field_validator("skills")
     @classmethod
     def _skill_levels(cls, value: dict[str, int]) -> dict[str, int]:
+        if len(value) > 50:
+            raise ValueError("at most 50 skills")
         for skill, level in value.items():
             if not skill or len(skill) > 64:
                 raise ValueError("skill names must be 1 to 64 characters")

@@ -59,3 +59,9 @@ def id_datetime(prefixed_id: str) -> datetime:
 def new_id(prefix: str) -> str:
     """A prefixed id such as `cus_01J...`: the prefix tells a reader what kind of thing it is."""
     return f"{prefix}_{new_ulid()}"
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """True for an id this hub could have made with `prefix` (anything else cannot exist)."""
+    head, sep, tail = value.partition("_")
+    return bool(sep) and head == prefix and len(tail) == 26 and all(char in _ALPHABET for char in tail)

@@ -39,13 +39,19 @@ def webhook_request(request: Any) -> WebhookRequest:
     )
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def json_object(request: Any) -> dict[str, Any]:
     """The request's JSON body, which must be an object."""
     body = raw_body(request)
     if not body.strip():
         raise bad_request("request body is empty; send a JSON object")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise bad_request("request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"request body is not valid JSON ({exc})") from None
     if not isinstance(data, dict):

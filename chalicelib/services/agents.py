@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from chalicelib.domain.agents import Agent, AgentProfile
 from chalicelib.domain.messages import utcnow
 from chalicelib.services.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.store import agents as agent_store
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-
 
 def _checked(agent_id: str) -> str:
-    if not _AGENT_ID.match(agent_id):
+    if not agent_store.AGENT_ID.match(agent_id):
         raise InvalidRequest("agent ids are 1 to 64 letters, digits, '.', '_', '@' or '-'")
     return agent_id
 

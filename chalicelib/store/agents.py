@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,12 @@ def _agent(item: dict[str, Any]) -> Agent:
     return Agent.model_validate(item)
 
 
+AGENT_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+
+
 def get_agent(agent_id: str) -> Agent | None:
+    if not AGENT_ID.match(agent_id):
+        return None
     item = table.get(keys.agent_key(agent_id))
     return _agent(item) if item else None
 
@@ -56,6 +62,8 @@ def upsert_profile(agent_id: str, profile: AgentProfile, now: datetime) -> Agent
 
 
 def set_status(agent_id: str, status: AgentStatus, now: datetime) -> Agent | None:
+    if not AGENT_ID.match(agent_id):
+        return None
     try:
         item = table.update(
             keys.agent_key(agent_id),

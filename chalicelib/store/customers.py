@@ -6,6 +6,7 @@ from typing import Any
 
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.identity import Identity
+from chalicelib.domain.ids import is_id
 from chalicelib.store import keys, table
 from chalicelib.store.table import TransactionCancelled
 from chalicelib.store.thread import ThreadRef, find_identity, identity_item
@@ -23,6 +24,8 @@ class ChangedMeanwhile(Exception):
 
 
 def get_customer(customer_id: str) -> Customer | None:
+    if not is_id(customer_id, "cus"):
+        return None  # no such id can exist, and DynamoDB refuses oversized keys
     item = table.get(keys.customer_key(customer_id))
     return Customer.model_validate(item) if item else None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from chalicelib.domain.ids import is_id
 from chalicelib.domain.routing import Task, TaskStatus
 from chalicelib.store import keys, table
 from chalicelib.store.table import TransactionCancelled
@@ -36,6 +37,8 @@ def task_item(task: Task) -> dict[str, Any]:
 
 
 def get_task(queue: str, sort_key: str) -> Task | None:
+    if len(queue) > 200 or len(sort_key) > 200:
+        return None
     item = table.get(keys.task_key(queue, sort_key))
     return Task.model_validate(item) if item else None
 
@@ -175,6 +178,8 @@ def create_offer(task: Task, agent_id: str, offer_id: str, now: datetime, expire
 
 
 def get_offer(offer_id: str) -> dict[str, Any] | None:
+    if not is_id(offer_id, "ofr"):
+        return None
     return table.get(keys.offer_key(offer_id))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity
+from chalicelib.domain.ids import is_id
 from chalicelib.domain.messages import STATUS_RANK, Message, StatusUpdate
 from chalicelib.store import keys, table
 from chalicelib.store.table import ConditionFailed, TransactionCancelled
@@ -223,6 +224,8 @@ def conversation_from_item(item: dict[str, Any]) -> Conversation:
 
 
 def get_conversation(conversation_id: str) -> Conversation | None:
+    if not is_id(conversation_id, "conv"):
+        return None  # no such id can exist, and DynamoDB refuses oversized keys
     item = table.get(keys.conversation_key(conversation_id))
     return conversation_from_item(item) if item else None
 
@@ -234,6 +237,8 @@ def list_messages(conversation_id: str, limit: int, after_message_id: str | None
 
 
 def get_message(conversation_id: str, message_id: str) -> Message | None:
+    if not is_id(conversation_id, "conv") or not is_id(message_id, "msg"):
+        return None
     item = table.get(keys.message_key(conversation_id, message_id))
     return message_from_item(item) if item else None
 

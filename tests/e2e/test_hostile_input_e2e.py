@@ -199,3 +199,49 @@ def test_ctrl_c_stops_the_stack_cleanly(tmp_path: object) -> None:
     assert code == 0, output[-2000:]
     assert "omnihub: stopped" in output
     assert "Traceback" not in output
+
+
+def test_values_dynamodb_cannot_store_are_400_not_500(running_hub: RunningHub) -> None:
+    number = new_number()
+    twilio_post(running_hub, inbound(number, "hi"))
+    customer = running_hub.customer_by_phone(number)
+    assert customer is not None
+    url = f"{running_hub.url}/v1/customers/{customer['id']}"
+    headers = {**running_hub.api, "Content-Type": "application/json"}
+    for raw in (
+        '{"attributes": {"x": NaN}}',
+        '{"attributes": {"x": Infinity}}',
+        '{"attributes": {"x": 1e400}}',
+        '{"attributes": {"x": ' + "9" * 60 + "}}",
+        '{"attributes": {"x": ' + "[" * 40 + "]" * 40 + "}}",
+        '{"attributes": {"x": "' + "y" * 200_000 + '"}}',
+        '{"name": "' + "n" * 5000 + '"}',
+    ):
+        response = requests.patch(url, data=raw, headers=headers, timeout=15)
+        assert response.status_code == 400, (raw[:60], response.text[:200])
+        error_of(response)
+
+
+def test_oversized_ids_and_provider_ids_never_reach_the_database(running_hub: RunningHub) -> None:
+    long = "x" * 3000
+    assert twilio_post(running_hub, {**inbound(new_number(), "hi"), "MessageSid": "SM" + long}).status_code == 400
+    status = twilio_post(running_hub, {"MessageSid": "SM" + long, "MessageStatus": "sent"}, "/webhooks/twilio/status")
+    assert status.status_code == 400
+    for method, path in (
+        ("GET", f"/v1/customers/cus_{long}"),
+        ("GET", f"/v1/conversations/conv_{long}/messages"),
+        ("POST", f"/v1/offers/ofr_{long}/accept"),
+        ("POST", f"/v1/agents/{long}/status"),
+        ("DELETE", f"/v1/webhooks/wh_{long}"),
+    ):
+        response = requests.request(
+            method, running_hub.url + path, json={"status": "available"}, headers=running_hub.api, timeout=10
+        )
+        assert response.status_code in (400, 404), (path[:40], response.status_code)
+    reply = requests.post(
+        running_hub.url + "/v1/conversations/conv_x/messages",
+        json={"body": "x", "agent_id": long},
+        headers={**running_hub.api, "Idempotency-Key": "k" * 5000},
+        timeout=10,
+    )
+    assert reply.status_code == 400
