@@ -35,6 +35,12 @@ class Customer(BaseModel):
     last_inbound_at: datetime | None = None
     # When the customer last wrote on each channel (WhatsApp's 24-hour window is counted from it).
     last_inbound_by_channel: dict[str, datetime] = Field(default_factory=dict)
+    # Consent and preferences: channels the customer opted out of (STOP, unsubscribe) and when;
+    # the channel they prefer; quiet hours in their own time zone ("22:00"-"08:00").
+    opted_out: dict[str, datetime] = Field(default_factory=dict)
+    preferred_channel: Channel | None = None
+    timezone: str | None = None
+    quiet_hours: dict[str, str] | None = None
     # Who last resolved this customer's conversation, for sticky routing.
     last_agent_id: str | None = None
     last_resolved_at: datetime | None = None

@@ -22,6 +22,8 @@ class InvalidIdentity(ValueError):
 class IdentityKind(StrEnum):
     PHONE = "phone"
     EMAIL = "email"
+    WEBCHAT = "webchat"  # an anonymous web chat visitor's id
+    EXTERNAL = "external"  # the business's own customer id, from a verified web chat sign-in
 
 
 class Identity(BaseModel):

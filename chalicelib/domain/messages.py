@@ -14,6 +14,7 @@ class Channel(StrEnum):
     SMS = "sms"
     WHATSAPP = "whatsapp"
     EMAIL = "email"
+    WEBCHAT = "webchat"
 
 
 class Direction(StrEnum):
