@@ -47,8 +47,8 @@ def twilio_messaging() -> Response:
 
     config = settings()
     params = twilio.verify(webhook_request(app.current_request), secret("twilio_auth_token"), config.public_base_url)
-    ingest(twilio.parse_inbound(params, config.default_phone_region))
-    return Response(body=twilio.EMPTY_TWIML, headers=TWIML)
+    result = ingest(twilio.parse_inbound(params, config.default_phone_region))
+    return Response(body=twilio.twiml_reply(result.notice), headers=TWIML)
 
 
 @route("/webhooks/twilio/status", methods=["POST"], content_types=TWILIO_TYPES)
@@ -135,6 +135,24 @@ def list_messages(conversation_id: str) -> dict[str, Any]:
     limit = _page_size(query_value(request, "limit"))
     messages, next_cursor = customers.list_messages(conversation_id, limit, query_value(request, "cursor"))
     return {"data": [message_view(message) for message in messages], "next_cursor": next_cursor}
+
+
+@route("/v1/conversations/{conversation_id}/links", methods=["POST"])
+def create_link(conversation_id: str) -> Response:
+    from chalicelib.api.models import LinkRequest
+    from chalicelib.services import links
+
+    request = LinkRequest.model_validate(json_object(app.current_request))
+    status, body = links.create_link(conversation_id, request.target, request.agent_id, request.via)
+    return Response(body=body, status_code=status)
+
+
+@route("/v1/customers/{customer_id}/identity-history")
+def identity_history(customer_id: str) -> dict[str, Any]:
+    from chalicelib.services import customers, links
+
+    customers.get_customer(customer_id)
+    return {"data": links.identity_history(customer_id)}
 
 
 # --- Agents, offers and routing ----------------------------------------------------------------

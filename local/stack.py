@@ -20,6 +20,7 @@ LOCAL_DEFAULTS = {
     "TWILIO_SMS_FROM": "+15005550006",
     "TWILIO_WHATSAPP_FROM": "+14155238886",
     "SENDGRID_FROM_EMAIL": "support@omnihub.local",
+    "LINK_SECRET": "local-link-secret",
     # CRM endpoints on this machine are plain http://127.0.0.1 URLs.
     "ALLOW_INSECURE_WEBHOOK_URLS": "true",
 }

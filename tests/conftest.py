@@ -75,6 +75,7 @@ def hub(emulator: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]
         "SENDGRID_INBOUND_TOKEN": "test-sendgrid-token",
         "PUBLIC_BASE_URL": "https://hub.example.com",
         "DEFAULT_PHONE_REGION": "US",
+        "LINK_SECRET": "test-link-secret",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from chalicelib.domain.agents import Agent, AgentStatus
 from chalicelib.domain.attributes import check_attributes
 from chalicelib.domain.customers import Conversation, Customer
-from chalicelib.domain.messages import Message
+from chalicelib.domain.links import LinkTarget
+from chalicelib.domain.messages import Channel, Message
 
 MAX_ATTRIBUTES = 50
 
@@ -38,6 +39,17 @@ class CustomerPatch(BaseModel):
                 raise ValueError("attribute names must be 1 to 64 characters")
         check_attributes(value)
         return value
+
+
+class LinkRequest(BaseModel):
+    """Invite the customer to continue on `target`; the invitation goes out on `via` (default:
+    the channel they last wrote from), sent as `agent_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: LinkTarget
+    agent_id: str = Field(min_length=1, max_length=64)
+    via: Channel | None = None
 
 
 class AgentStatusChange(BaseModel):

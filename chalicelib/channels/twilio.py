@@ -201,6 +201,15 @@ def parse_status(params: FormParams) -> StatusUpdate:
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
+def twiml_reply(text: str | None) -> str:
+    """Empty TwiML, or one <Message> that Twilio sends back to the sender at once."""
+    if not text:
+        return EMPTY_TWIML
+    from xml.sax.saxutils import escape
+
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{escape(text)}</Message></Response>'
+
+
 # --------------------------------------------------------------------------------------------
 # Sending
 

@@ -29,6 +29,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "conversation.assigned",
     "conversation.transferred",
     "conversation.resolved",
+    "conversation.channel_linked",
 )
 ALL_EVENTS = "*"
 

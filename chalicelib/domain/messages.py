@@ -20,6 +20,7 @@ class Channel(StrEnum):
 class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+    EVENT = "event"  # a note in the thread, such as the customer switching channels
 
 
 class DeliveryStatus(StrEnum):

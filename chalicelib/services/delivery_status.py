@@ -18,14 +18,22 @@ FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
 
 
 def record_status(update: StatusUpdate) -> bool:
-    """True when the message's stored status changed."""
+    """True when the message's stored status changed.
+
+    A provider may report a status before the send that caused it has been recorded (Twilio's
+    first callbacks can beat the API response). Such a status is kept and applied when the
+    message is recorded (`catch_up`); the second look after keeping it closes the gap where the
+    message is recorded in between."""
     stored = thread.find_provider_message(update.provider, update.provider_message_id)
     if stored is None:
-        logger.warning(
-            "status callback for a message the hub did not store",
-            extra={"provider": update.provider, "provider_message_id": update.provider_message_id},
-        )
-        return False
+        thread.keep_early_status(update)
+        stored = thread.find_provider_message(update.provider, update.provider_message_id)
+        if stored is None:
+            logger.info(
+                "status kept until its message is recorded",
+                extra={"provider": update.provider, "provider_message_id": update.provider_message_id},
+            )
+            return False
     changed = thread.apply_status(stored, update)
     logger.info(
         "delivery status",
@@ -44,6 +52,12 @@ def record_status(update: StatusUpdate) -> bool:
         if current is not None and current.status is update.status:
             _announce(current)
     return changed is not None
+
+
+def catch_up(provider: str, provider_message_id: str) -> None:
+    """Apply statuses that arrived before the message was recorded, in delivery order."""
+    for update in thread.early_statuses(provider, provider_message_id):
+        record_status(update)
 
 
 def status_event(message: Message) -> tuple[str, dict[str, Any], str]:

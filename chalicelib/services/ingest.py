@@ -37,10 +37,14 @@ class IngestResult:
     conversation_id: str
     duplicate: bool = False
     new_customer: bool = False
+    notice: str | None = None  # to tell the sender at once (a refused link code)
 
 
 def ingest(msg: InboundMessage) -> IngestResult:
+    notice = _redeem_link_code(msg)
     result = _store(msg)
+    if notice:
+        result = IngestResult(**{**result.__dict__, "notice": notice})
     _enqueue(msg, result)
     logger.info(
         "inbound message stored",
@@ -54,6 +58,18 @@ def ingest(msg: InboundMessage) -> IngestResult:
         },
     )
     return result
+
+
+def _redeem_link_code(msg: InboundMessage) -> str | None:
+    """A handoff link code binds this sender to the customer who was invited, before the message
+    is filed, so it lands in that customer's thread. Costs nothing for messages without a code."""
+    from chalicelib.domain.links import find_code
+
+    if find_code(msg.body) is None and find_code(msg.subject or "") is None:
+        return None
+    from chalicelib.services import links
+
+    return links.redeem_from_message(msg)
 
 
 def _store(msg: InboundMessage) -> IngestResult:

@@ -52,6 +52,7 @@ from chalicelib.domain.replies import (
     whatsapp_address,
 )
 from chalicelib.observability import logger
+from chalicelib.services import delivery_status
 from chalicelib.store import agents as agent_store
 from chalicelib.store import customers as customer_store
 from chalicelib.store import idempotency, thread
@@ -440,20 +441,23 @@ def _failed_message(
 
 
 def _persist(message: Message) -> None:
-    """Add the message to the thread; a message already stored (a retry) is left as it is."""
+    """Add the message to the thread; a message already stored (a retry) is left as it is. Then
+    apply any status the provider reported before the message was recorded."""
     for attempt in range(PERSIST_ATTEMPTS):
         try:
             if message.provider_message_id:
                 thread.record_outbound(message)
             else:
                 idempotency.record_outbound_without_provider_id(message)
-            return
+            break
         except TransactionCancelled as exc:
             if exc.failed_at(0) or exc.failed_at(1):
-                return  # stored by an earlier attempt
+                break  # stored by an earlier attempt
             if not exc.conflicted or attempt == PERSIST_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0, 0.02 * 2**attempt))
+    if message.provider_message_id:
+        delivery_status.catch_up(str(message.provider), message.provider_message_id)
 
 
 def _counted(conversation: Conversation, message: Message) -> Conversation:

@@ -256,3 +256,29 @@ def resolve_unrouted(conversation_id: str, at: str) -> bool:
     except ConditionFailed:
         return False
     return True
+
+
+def record_event(message: Message) -> None:
+    """A note in the thread (direction "event"); it does not count as a message sent or received."""
+    table.transact([table.put_op(message_item(message))])
+
+
+def keep_early_status(update: StatusUpdate) -> None:
+    """A status for a provider id not recorded yet, kept beside where its lookup item will be."""
+    key = keys.provider_message_key(update.provider, update.provider_message_id)
+    item = {
+        "pk": key["pk"],
+        "sk": f"EARLY#{STATUS_RANK[update.status]:02d}#{update.status.value}",
+        "type": "early_status",
+        **update.model_dump(mode="json", exclude_none=True),
+    }
+    table.transact([table.put_op(item, condition=None)])
+
+
+def early_statuses(provider: str, provider_message_id: str) -> list[StatusUpdate]:
+    if len(provider_message_id) > 200:
+        return []
+    items, _ = table.query_page(keys.provider_message_key(provider, provider_message_id)["pk"], "EARLY#", 20, None)
+    return [
+        StatusUpdate.model_validate({k: v for k, v in item.items() if k not in ("pk", "sk", "type")}) for item in items
+    ]

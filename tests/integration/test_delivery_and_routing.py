@@ -149,3 +149,22 @@ def test_a_task_delivered_twice_is_harmless(hub: Hub) -> None:
     assert first == second == {"batchItemFailures": []}
     conversation = customers.get_conversation(ref.conversation_id)
     assert conversation.status == "waiting" and conversation.waiting_since == waiting_since
+
+
+def test_a_status_that_arrives_before_its_message_is_recorded_is_applied_then(hub: Hub, http: str) -> None:
+    from chalicelib.services import customers, delivery_status
+    from chalicelib.services.ingest import ingest
+    from chalicelib.store import thread
+
+    ref = ingest(sms("SMin5"))
+    early = {"MessageSid": "SMearly", "AccountSid": "AC0", "MessageStatus": "undelivered", "ErrorCode": "30005"}
+    assert post_status(http, {**early, "MessageStatus": "sent"}).status_code == 200
+    assert post_status(http, early).status_code == 200
+
+    sent = outbound(ref.conversation_id, ref.customer_id, "SMearly")
+    thread.record_outbound(sent)
+    delivery_status.catch_up("twilio", "SMearly")
+
+    messages, _ = customers.list_messages(ref.conversation_id, 50, None)
+    [stored] = [m for m in messages if m.id == sent.id]
+    assert (stored.status, stored.error_code) == (DeliveryStatus.UNDELIVERED, "30005")

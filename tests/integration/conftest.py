@@ -1,0 +1,5 @@
+"""Fixtures shared by integration test modules."""
+
+from tests.integration.test_agent_replies import hub_with_providers, sandbox
+
+__all__ = ["hub_with_providers", "sandbox"]

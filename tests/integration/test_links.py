@@ -1,0 +1,127 @@
+"""Handoff links: invite on one channel, continue on another, one customer and one thread."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from chalicelib.domain.identity import email_identity, phone_identity
+from chalicelib.domain.messages import Channel, InboundMessage
+from local.sandbox import ProviderSandbox
+from tests.conftest import Hub
+from tests.integration.test_agent_replies import AGENT
+from tests.integration.test_ingest import sms
+
+
+def email_from(address: str, body: str, message_id: str) -> InboundMessage:
+    return InboundMessage(
+        provider="sendgrid",
+        provider_message_id=message_id,
+        channel=Channel.EMAIL,
+        sender=email_identity(address),
+        sender_address=address,
+        recipient_address="support@hub.example.com",
+        body=body,
+        subject="Continuing",
+    )
+
+
+def texts_sent(sandbox: ProviderSandbox) -> list[dict[str, Any]]:
+    return [r["request"] for r in sandbox.records() if r["provider"] == "twilio"]
+
+
+def test_an_email_link_binds_the_address_and_the_thread_continues(
+    hub_with_providers: Hub, sandbox: ProviderSandbox
+) -> None:
+    from chalicelib.domain.links import LinkTarget
+    from chalicelib.services import customers, links
+    from chalicelib.services.ingest import ingest
+
+    first = ingest(sms("SMl1", body="I need to send you a long document"))
+    status, created = links.create_link(first.conversation_id, LinkTarget.EMAIL, AGENT, None)
+
+    assert status == 201, created
+    code = created["code"]
+    [invitation] = texts_sent(sandbox)
+    assert code in invitation["Body"] and invitation["To"] == "+15017122661"
+
+    joined = ingest(email_from("Ada <ada@example.com>", f"Here it is. {code}", "m1@mail.example.com"))
+
+    assert joined.customer_id == first.customer_id and joined.notice is None
+    messages, _ = customers.list_messages(first.conversation_id, 50, None)
+    assert [m.direction.value for m in messages] == ["inbound", "outbound", "event", "inbound"]
+    assert "continued on email" in messages[2].body
+    assert customers.find_customer(email="ADA@example.com").id == first.customer_id
+    history = links.identity_history(first.customer_id)
+    assert history[0]["identity"] == {"kind": "email", "value": "ada@example.com"}
+    assert history[0]["linked_by"] == AGENT
+
+    retry = ingest(email_from("ada@example.com", f"Here it is. {code}", "m1@mail.example.com"))
+    assert retry.duplicate and retry.notice is None
+
+
+def test_a_reused_expired_or_unknown_code_is_refused_and_binds_nothing(
+    hub_with_providers: Hub, sandbox: ProviderSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.domain.links import LinkTarget
+    from chalicelib.services import customers, links
+    from chalicelib.services.ingest import ingest
+
+    first = ingest(sms("SMl2", body="hi"))
+    _, created = links.create_link(first.conversation_id, LinkTarget.SMS, AGENT, None)
+    other_phone = "+15017129999"
+    used = ingest(sms("SMl3", sender=other_phone, body=created["code"]))
+    assert used.customer_id == first.customer_id
+
+    stranger = ingest(sms("SMl4", sender="+15017128888", body=f"trying {created['code']}"))
+    assert stranger.customer_id != first.customer_id
+    assert stranger.notice and "already used" in stranger.notice
+    unknown = ingest(sms("SMl5", sender="+15017127777", body="LINK-ZZZZZZ please"))
+    assert unknown.notice and "not valid" in unknown.notice
+
+    monkeypatch.setenv("LINK_TTL_HOURS", "0")
+    _, expiring = links.create_link(first.conversation_id, LinkTarget.SMS, AGENT, None)
+    late = ingest(sms("SMl6", sender="+15017126666", body=expiring["code"]))
+    assert late.notice and "expired" in late.notice
+    assert customers.find_customer(phone="+15017126666").id != first.customer_id
+
+
+def test_a_webchat_link_token_is_signed_single_use_and_tamper_proof(hub_with_providers: Hub) -> None:
+    from chalicelib.domain.identity import Identity, IdentityKind
+    from chalicelib.domain.links import LinkRefused, LinkTarget
+    from chalicelib.services import customers, links
+    from chalicelib.services.ingest import ingest
+
+    first = ingest(sms("SMl7", body="hi"))
+    _, created = links.create_link(first.conversation_id, LinkTarget.WEBCHAT, AGENT, None)
+    token = parse_qs(urlparse(created["url"]).query)["link"][0]
+    visitor = Identity(kind=IdentityKind.WEBCHAT, value="visitor-1")
+
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(LinkRefused):
+        links.redeem_token(tampered, visitor)
+    forged_payload = token.split(".")
+    forged_payload[1] = forged_payload[1][::-1]
+    with pytest.raises(LinkRefused):
+        links.redeem_token(".".join(forged_payload), visitor)
+
+    bound = links.redeem_token(token, visitor)
+    assert bound.customer_id == first.customer_id
+    with pytest.raises(LinkRefused, match="already used"):
+        links.redeem_token(token, Identity(kind=IdentityKind.WEBCHAT, value="visitor-2"))
+    assert customers.get_customer(first.customer_id).identities[-1] == visitor
+
+
+def test_link_codes_are_hard_to_guess_and_easy_to_read() -> None:
+    from chalicelib.domain.links import CODE_ALPHABET, find_code, new_code
+
+    codes = {new_code() for _ in range(2000)}
+    assert len(codes) == 2000
+    assert not set("01ILO") & set(CODE_ALPHABET)
+    assert find_code("hi! my code is link-7kq4mz.") == "7KQ4MZ"
+    assert find_code("LINK-7KQ4M") is None
+    assert phone_identity("+15017122661") != email_identity("a@b.co")
+    assert timedelta(hours=24)
