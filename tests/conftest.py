@@ -60,6 +60,21 @@ class Hub:
         return int(self.client("dynamodb").scan(TableName=self.table_name, Select="COUNT")["Count"])
 
 
+def _empty_names(value: Any) -> bool:
+    if isinstance(value, dict):
+        if value.get("ExpressionAttributeNames") == {} or value.get("ExpressionAttributeValues") == {}:
+            return True
+        return any(_empty_names(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_empty_names(item) for item in value)
+    return False
+
+
+def _refuse_what_dynamodb_refuses(params: dict[str, Any], **_: Any) -> None:
+    """moto accepts empty expression maps; DynamoDB answers ValidationException. Fail the test here."""
+    assert not _empty_names(params), f"empty ExpressionAttributeNames/Values would be refused by DynamoDB: {params}"
+
+
 @pytest.fixture
 def hub(emulator: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
     from chalicelib import aws
@@ -81,6 +96,7 @@ def hub(emulator: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]
         monkeypatch.setenv(name, value)
     settings.cache_clear()
     aws.reset()
+    aws.session().events.register("before-parameter-build.dynamodb", _refuse_what_dynamodb_refuses)
     yield Hub(emulator.url, resources)
     settings.cache_clear()
     aws.reset()

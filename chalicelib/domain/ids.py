@@ -14,9 +14,6 @@ from datetime import UTC, datetime
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
-_lock = threading.Lock()
-_last_ms = -1
-_last_random = 0
 
 
 def _encode(value: int, length: int) -> str:
@@ -27,21 +24,35 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
-def new_ulid(now_ms: int | None = None) -> str:
-    global _last_ms, _last_random
-    with _lock:
-        ms = int(time.time() * 1000) if now_ms is None else now_ms
-        if ms <= _last_ms:
-            ms = _last_ms
-            _last_random += 1
-            if _last_random >= 1 << _RANDOM_BITS:
-                ms += 1
-                _last_random = secrets.randbits(_RANDOM_BITS - 1)
-        else:
-            # Leave headroom so increments within a millisecond never overflow in practice.
-            _last_random = secrets.randbits(_RANDOM_BITS - 1)
-        _last_ms = ms
-        return _encode(ms, 10) + _encode(_last_random, 16)
+class UlidGenerator:
+    """Monotonic within one generator: each id is greater than the one before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_random = 0
+
+    def __call__(self, now_ms: int | None = None) -> str:
+        with self._lock:
+            ms = int(time.time() * 1000) if now_ms is None else now_ms
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._last_random += 1
+                if self._last_random >= 1 << _RANDOM_BITS:
+                    ms += 1
+                    self._last_random = secrets.randbits(_RANDOM_BITS - 1)
+            else:
+                # Headroom so increments within a millisecond never overflow in practice.
+                self._last_random = secrets.randbits(_RANDOM_BITS - 1)
+            self._last_ms = ms
+            return _encode(ms, 10) + _encode(self._last_random, 16)
+
+
+_generator = UlidGenerator()
+
+
+def new_ulid() -> str:
+    return _generator()
 
 
 def ulid_time_ms(ulid: str) -> int:

@@ -106,9 +106,10 @@ def update(
         "TableName": table_name(),
         "Key": serialize(key),
         "UpdateExpression": expression,
-        "ExpressionAttributeNames": names,
         "ReturnValues": "ALL_NEW",
     }
+    if names:  # DynamoDB refuses an empty map (moto does not)
+        kwargs["ExpressionAttributeNames"] = names
     if values:
         kwargs["ExpressionAttributeValues"] = serialize(values)
     if condition:
@@ -157,8 +158,9 @@ def update_op(
         "TableName": table_name(),
         "Key": serialize(key),
         "UpdateExpression": expression,
-        "ExpressionAttributeNames": names,
     }
+    if names:  # DynamoDB refuses an empty map (moto does not)
+        op["ExpressionAttributeNames"] = names
     if values:
         op["ExpressionAttributeValues"] = serialize(values)
     if condition:
