@@ -296,6 +296,38 @@ def send_conversation_message(conversation_id: str) -> Response:
     return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 
 
+# --- Proactive notifications and consent -------------------------------------------------------
+
+
+@route("/v1/notifications", methods=["POST"])
+def create_notification() -> Response:
+    from chalicelib.services import notifications
+
+    request = app.current_request
+    outcome = notifications.create_notification(json_object(request), request.headers.get("idempotency-key"))
+    return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
+
+@route("/v1/notifications/{notification_id}")
+def get_notification(notification_id: str) -> dict[str, Any]:
+    from chalicelib.services import notifications
+
+    return notifications.get_notification(notification_id)
+
+
+# Public (no API key): the signed token is the credential. Mail clients POST RFC 8058's
+# "List-Unsubscribe=One-Click" as a form; GET shows a confirm button and changes nothing.
+UNSUBSCRIBE_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", "application/json"]
+
+
+@route("/unsubscribe/email/{token}", methods=["GET", "POST"], content_types=UNSUBSCRIBE_TYPES)
+def unsubscribe_email(token: str) -> Response:
+    from chalicelib.services.consent import unsubscribe_page
+
+    page = unsubscribe_page(token, app.current_request.method)
+    return Response(body=page.html, status_code=page.status_code, headers=page.headers)
+
+
 def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
     if raw is None:
         return default

@@ -9,9 +9,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.domain.notifications import NotificationDue
 from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck, timer_message
 from chalicelib.observability import with_lambda_context
-from chalicelib.services import routing, timers
+from chalicelib.services import notifications, routing, timers
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -27,6 +28,8 @@ def record_handler(record: SQSRecord) -> None:
         routing.match_task_by_key(message.queue, message.sort_key)
     elif isinstance(message, AgentGrace):
         routing.agent_grace_over(message)
+    elif isinstance(message, NotificationDue):
+        notifications.handle_timer(message)
 
 
 @with_lambda_context

@@ -21,6 +21,7 @@ LOCAL_DEFAULTS = {
     "TWILIO_WHATSAPP_FROM": "+14155238886",
     "SENDGRID_FROM_EMAIL": "support@omnihub.local",
     "LINK_SECRET": "local-link-secret",
+    "UNSUBSCRIBE_SECRET": "local-unsubscribe-secret",
     # CRM endpoints on this machine are plain http://127.0.0.1 URLs.
     "ALLOW_INSECURE_WEBHOOK_URLS": "true",
 }

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from chalicelib.domain.agents import Agent, AgentStatus
 from chalicelib.domain.attributes import check_attributes
+from chalicelib.domain.consent import NOTIFICATION_CHANNELS, QuietHours, check_timezone, opted_out_view
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.links import LinkTarget
 from chalicelib.domain.messages import Channel, Message
@@ -26,6 +27,23 @@ class CustomerPatch(BaseModel):
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
     attributes: dict[str, Any] | None = None
+    # Notification preferences; null clears each.
+    preferred_channel: Channel | None = None
+    timezone: str | None = Field(default=None, max_length=64)
+    quiet_hours: QuietHours | None = None
+
+    @field_validator("preferred_channel")
+    @classmethod
+    def _notifiable(cls, value: Channel | None) -> Channel | None:
+        if value is not None and value not in NOTIFICATION_CHANNELS:
+            names = ", ".join(channel.value for channel in NOTIFICATION_CHANNELS)
+            raise ValueError(f"preferred_channel must be one of {names}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
 
     @field_validator("attributes")
     @classmethod
@@ -99,6 +117,10 @@ def customer_view(customer: Customer) -> dict[str, Any]:
         "conversation_id": customer.conversation_id,
         "last_channel": customer.last_channel,
         "last_inbound_at": _iso(customer.last_inbound_at),
+        "preferred_channel": customer.preferred_channel,
+        "timezone": customer.timezone,
+        "quiet_hours": customer.quiet_hours,
+        "opted_out": opted_out_view(customer),
         "created_at": _iso(customer.created_at),
         "updated_at": _iso(customer.updated_at),
     }

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from chalicelib.domain.messages import Channel
+from chalicelib.domain.notifications import NotificationDue
 
 
 class RoutingTask(BaseModel):
@@ -63,7 +64,7 @@ class AgentGrace(BaseModel):
     offline_since: datetime
 
 
-TimerMessage = Annotated[OfferTimeout | TaskRecheck | AgentGrace, Field(discriminator="type")]
+TimerMessage = Annotated[OfferTimeout | TaskRecheck | AgentGrace | NotificationDue, Field(discriminator="type")]
 
 
 class Timer(BaseModel):

@@ -58,6 +58,13 @@ def patch_customer(customer_id: str, patch: CustomerPatch) -> Customer:
                 "email": (new_email.value if new_email else None) if "email" in given else before.email,
                 "phone": (new_phone.value if new_phone else None) if "phone" in given else before.phone,
                 "attributes": _merged(before.attributes, patch.attributes or {}),
+                "preferred_channel": (
+                    patch.preferred_channel if "preferred_channel" in given else before.preferred_channel
+                ),
+                "timezone": patch.timezone if "timezone" in given else before.timezone,
+                "quiet_hours": (patch.quiet_hours.model_dump() if patch.quiet_hours else None)
+                if "quiet_hours" in given
+                else before.quiet_hours,
                 "identities": identities,
                 "updated_at": max(utcnow(), before.updated_at),
                 "version": before.version + 1,

@@ -51,6 +51,11 @@ def record_status(update: StatusUpdate) -> bool:
         current = thread.get_message(stored.conversation_id, stored.message_id)
         if current is not None and current.status is update.status:
             _announce(current)
+    if update.status in FAILURE_STATUSES:
+        # A notification falls back to its next channel (idempotent: a repeat does nothing).
+        from chalicelib.services import notifications
+
+        notifications.on_status(stored.message_id, update.status, error_code=update.error_code)
     return changed is not None
 
 

@@ -111,6 +111,10 @@ def handle_inbound(task: RoutingTask) -> None:
         events.append(("customer.created", context, customer.id))
     events.append(("message.created", {**context, "message": message_view(message)}, message.id))
     _emit(events)
+    from chalicelib.services import consent
+
+    if consent.handle_keyword(customer, conversation, message):
+        return  # STOP/START/HELP (or an email unsubscribe): answered and recorded, never routed
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED) or (
         conversation.status is ConversationStatus.WAITING and not conversation.task_sort_key
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from chalicelib.domain.customers import Customer
@@ -43,8 +44,10 @@ def save_profile(
     sets = ["updated_at = :at", "version = :version", "identities = :identities"]
     values[":identities"] = [identity.model_dump(mode="json") for identity in after.identities]
     removes: list[str] = []
-    for field in ("name", "email", "phone"):
+    for field in ("name", "email", "phone", "preferred_channel", "timezone", "quiet_hours"):
         value = getattr(after, field)
+        if isinstance(value, Enum):
+            value = value.value
         names[f"#{field}"] = field
         if value is None:
             removes.append(f"#{field}")

@@ -1,0 +1,816 @@
+"""Proactive notifications: `POST /v1/notifications`, `GET /v1/notifications/{id}`, the fallback
+after a failed delivery, and the timer that ends quiet hours.
+
+The hub sends a notification on the first channel in its list the customer has consented to, can
+be reached on, and the content can go out on now (see domain/notifications.py), stores it in the
+customer's thread as an outbound message carrying `notification_id`, and tells the CRM
+(`message.created`). A non-urgent notification that arrives in the customer's quiet hours is held:
+stored as `scheduled` with a timer for the end of them. When a status callback later says the
+message failed or was undelivered, `on_status` sends it on the next eligible channel.
+
+Concurrency: every change of a notification is a write conditional on its version. Before sending,
+a worker moves it to `sending` (a claim): of two workers (two callbacks for one failure, a timer
+and its redelivery) one wins and the other does nothing. If no provider can be reached at all, the
+notification is held again (`scheduled`, retried by a timer in RETRY_SECONDS) rather than failed.
+
+AWS requests for an immediate notification to a known customer, sent on the first channel:
+GetItem identity + GetItem customer (or GetItem customer by id), PutItem notification, GetItem
+conversation, TransactWriteItems (message + provider-id lookup + message→notification pointer +
+conversation + notification), GetItem conversation (its counts for the event), SQS
+SendMessageBatch (message.created), Query (statuses that beat the recording): 8, no Scan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib.api.notification_models import CustomerRef, NotificationRequest, notification_view
+from chalicelib.api.reply_models import validation_problem
+from chalicelib.domain.consent import Block, default_channels, quiet_hours_end
+from chalicelib.domain.customers import Conversation, Customer
+from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity, phone_identity
+from chalicelib.domain.ids import id_datetime, new_id
+from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Message, utcnow
+from chalicelib.domain.notifications import (
+    Attempt,
+    AttemptStatus,
+    Delivery,
+    Notification,
+    NotificationDue,
+    NotificationStatus,
+    TemplateCatalog,
+    TemplateError,
+    TemplateRef,
+    plan_delivery,
+)
+from chalicelib.domain.replies import (
+    ProviderRejected,
+    ProviderUnavailable,
+    Refused,
+    SentMessage,
+    check_idempotency_key,
+    request_fingerprint,
+    whatsapp_address,
+)
+from chalicelib.observability import logger
+from chalicelib.services.errors import NotFound, Unavailable
+from chalicelib.store import customers as customer_store
+from chalicelib.store import notifications as store
+from chalicelib.store import thread
+
+RETRY_SECONDS = 60  # when no provider could be reached: try again this much later
+MAX_RETRIES = 10
+FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
+
+
+# --- Settings (to move into chalicelib/config.py) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    catalog: TemplateCatalog
+    business_name: str
+    default_timezone: str
+
+
+def notification_settings() -> NotificationSettings:
+    """`TWILIO_WHATSAPP_TEMPLATES`, `NOTIFICATION_TEMPLATES` (JSON), `BUSINESS_NAME`,
+    `DEFAULT_CUSTOMER_TIMEZONE` (for quiet hours of customers without a time zone; UTC).
+    Raises TemplateError when a template setting is malformed."""
+    from chalicelib.services.consent import consent_settings
+
+    catalog = TemplateCatalog.from_json(
+        os.environ.get("TWILIO_WHATSAPP_TEMPLATES", ""), os.environ.get("NOTIFICATION_TEMPLATES", "")
+    )
+    return NotificationSettings(
+        catalog=catalog,
+        business_name=consent_settings().business_name,
+        default_timezone=os.environ.get("DEFAULT_CUSTOMER_TIMEZONE", "").strip() or "UTC",
+    )
+
+
+# --- Outcome -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationOutcome:
+    """What the API answers: `body` is the notification, or `{"error": {...}}`."""
+
+    status_code: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    sent_not_recorded: bool = False  # a provider has it: an Idempotency-Key stays claimed
+
+
+class SentButNotRecorded(Unavailable):
+    """A provider took the message but the hub could not store it: never send it again blindly."""
+
+
+def _is_storage_failure(exc: Exception) -> bool:
+    """AWS (DynamoDB, SQS) failures the caller may retry, as opposed to bugs."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.services.events import EventQueueUnavailable
+    from chalicelib.store.table import ConditionFailed, TransactionCancelled
+
+    return isinstance(
+        exc, BotoCoreError | ClientError | EventQueueUnavailable | ConditionFailed | TransactionCancelled | store.Lost
+    )
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> NotificationOutcome:
+    headers = {"Retry-After": str(RETRY_SECONDS // 12)} if status == 503 else {}
+    return NotificationOutcome(status, {"error": {"code": code, "message": message, **extra}}, headers)
+
+
+# --- POST /v1/notifications ----------------------------------------------------------------------------
+
+
+def create_notification(
+    payload: Any, idempotency_key: str | None = None, *, now: datetime | None = None
+) -> NotificationOutcome:
+    """Send (or schedule) a notification; never raises for anything a client can send."""
+    now = now or utcnow()
+    try:
+        request = NotificationRequest.model_validate(payload)
+    except ValidationError as exc:
+        return _error(400, "invalid_request", validation_problem(exc))
+    if idempotency_key is None:
+        return _guarded_run(request, now)
+    from chalicelib.store import idempotency
+
+    try:
+        key = check_idempotency_key(idempotency_key)
+    except Refused as refusal:
+        return _error(refusal.status, refusal.code, refusal.message)
+    fingerprint = request_fingerprint("notification", request.fingerprint_data())
+    token = uuid.uuid4().hex
+    try:
+        existing = idempotency.claim(key, fingerprint, token, now)
+    except Exception as exc:
+        if not _is_storage_failure(exc):
+            raise
+        return _error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
+    if existing is not None:
+        if existing.fingerprint != fingerprint:
+            return _error(
+                422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request"
+            )
+        if existing.state != idempotency.COMPLETED:
+            return _error(409, "idempotency_key_in_progress", "a request with this Idempotency-Key is in progress")
+        replayed = json.loads(existing.response_body or "{}")
+        return NotificationOutcome(int(existing.status_code or 500), replayed, {"Idempotent-Replayed": "true"})
+    try:
+        outcome = _guarded_run(request, now)
+    except Exception:
+        idempotency.release(key, token)
+        raise
+    if outcome.status_code >= 500 and not outcome.sent_not_recorded:
+        idempotency.release(key, token)
+    elif not idempotency.complete(key, token, outcome.status_code, response_body=json.dumps(outcome.body)):
+        logger.warning("idempotency record not completed", extra={"notification": outcome.body.get("id")})
+    return outcome
+
+
+def _guarded_run(request: NotificationRequest, now: datetime) -> NotificationOutcome:
+    try:
+        return _run(request, now)
+    except SentButNotRecorded as exc:
+        # The key (if any) stays claimed: a repeat gets 409 rather than a second message.
+        outcome = _error(503, "temporarily_unavailable", str(exc))
+        return NotificationOutcome(outcome.status_code, outcome.body, outcome.headers, sent_not_recorded=True)
+    except Exception as exc:
+        if not _is_storage_failure(exc):
+            raise
+        logger.warning("notification not handled", extra={"error": type(exc).__name__})
+        return _error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
+
+
+def _run(request: NotificationRequest, now: datetime) -> NotificationOutcome:
+    try:
+        config = notification_settings()
+    except TemplateError as exc:
+        return _error(503, "not_configured", str(exc))
+    try:
+        customer, new_identity = _resolve_customer(request.customer)
+    except InvalidIdentity as exc:
+        return _error(400, "invalid_request", f"customer: {exc}")
+    except NotFound as exc:
+        return _error(404, "not_found", str(exc))
+    notification = Notification(
+        id=new_id("ntf"),
+        customer_id=customer.id,
+        conversation_id=customer.conversation_id,
+        channels=request.channel_list or default_channels(customer),
+        text=request.text,
+        template=TemplateRef(name=request.template.name, params=request.template.string_params())
+        if request.template
+        else None,
+        subject=request.subject,
+        urgent=request.urgent,
+        status=NotificationStatus.SENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    quiet_until = (
+        None
+        if request.urgent
+        else quiet_hours_end(customer.quiet_hours, customer.timezone, now, config.default_timezone)
+    )
+    plans = {
+        channel: _plan(notification, customer, channel, now, config, check_window=quiet_until is None)
+        for channel in notification.channels
+    }
+    if all(isinstance(plan, Block) for plan in plans.values()):
+        reasons = {
+            channel.value: {"code": plan.code, "reason": plan.reason}
+            for channel, plan in plans.items()
+            if isinstance(plan, Block)
+        }
+        summary = "; ".join(f"{name}: {why['reason']}" for name, why in reasons.items())
+        return _error(
+            422,
+            "no_eligible_channel",
+            f"no channel can take this notification ({summary}); nothing was sent",
+            channels=reasons,
+        )
+    if new_identity is not None:
+        customer = _create_customer(new_identity, customer)
+        notification = notification.model_copy(
+            update={"customer_id": customer.id, "conversation_id": customer.conversation_id}
+        )
+    if quiet_until is not None:
+        from chalicelib.services import timers
+
+        held = notification.model_copy(update={"status": NotificationStatus.SCHEDULED, "scheduled_for": quiet_until})
+        # The timer first: if storing then fails, the timer finds nothing and does nothing.
+        timers.schedule(NotificationDue(notification_id=held.id), quiet_until)
+        store.create_notification(held)
+        logger.info(
+            "notification scheduled", extra={"notification_id": held.id, "scheduled_for": quiet_until.isoformat()}
+        )
+        return NotificationOutcome(202, notification_view(held), {"Location": f"/v1/notifications/{held.id}"})
+    store.create_notification(notification)
+    conversation = _conversation(customer)
+    result = _send_through(notification, customer, conversation, notification.channels, now, config)
+    return _answer(result.finish(now), result)
+
+
+def _answer(notification: Notification, result: _Round) -> NotificationOutcome:
+    body = notification_view(notification)
+    location = {"Location": f"/v1/notifications/{notification.id}"}
+    if notification.status is NotificationStatus.SENT:
+        return NotificationOutcome(202, body, location)
+    if result.only_unavailable:
+        return _error(
+            503,
+            "temporarily_unavailable",
+            f"no provider could be reached; nothing was sent (notification {notification.id} is failed); retry",
+            notification=body,
+        )
+    return _error(
+        502,
+        "provider_error",
+        f"every eligible channel was refused by its provider; see the attempts of notification {notification.id}",
+        notification=body,
+    )
+
+
+def get_notification(notification_id: str) -> dict[str, Any]:
+    notification = store.get_notification(notification_id)
+    if notification is None:
+        raise NotFound(f"no notification '{notification_id}'")
+    return notification_view(notification)
+
+
+# --- The customer ------------------------------------------------------------------------------------
+
+
+def _resolve_customer(ref: CustomerRef) -> tuple[Customer, Identity | None]:
+    """The customer the reference names, and the identity to create them with if they are new
+    (the new customer is only built here, and stored once the notification can go out)."""
+    from chalicelib.config import settings
+
+    if ref.id is not None:
+        customer = customer_store.get_customer(ref.id)
+        if customer is None:
+            raise NotFound(f"no customer '{ref.id}'")
+        return customer, None
+    identity = (
+        phone_identity(ref.phone, settings().default_phone_region) if ref.phone else email_identity(str(ref.email))
+    )
+    found = thread.find_identity(identity)
+    if found is not None:
+        customer = customer_store.get_customer(found.customer_id)
+        if customer is not None:
+            return customer, None
+    at = utcnow()
+    customer = Customer(
+        id=new_id("cus"),
+        conversation_id=new_id("conv"),
+        phone=identity.value if ref.phone else None,
+        email=identity.value if ref.email else None,
+        identities=[identity],
+        created_at=at,
+        updated_at=at,
+    )
+    return customer, identity
+
+
+def _create_customer(identity: Identity, customer: Customer) -> Customer:
+    from chalicelib.api.models import conversation_view, customer_view
+    from chalicelib.services import events
+
+    conversation = Conversation(
+        id=customer.conversation_id,
+        customer_id=customer.id,
+        created_at=customer.created_at,
+        updated_at=customer.created_at,
+    )
+    try:
+        store.create_customer(identity, customer, conversation, "api:notification")
+    except thread.IdentityTaken:
+        found = thread.find_identity(identity)
+        existing = customer_store.get_customer(found.customer_id) if found else None
+        if existing is None:
+            raise Unavailable("the customer is being created by another request; retry") from None
+        return existing
+    events.emit_many(
+        [
+            (
+                "customer.created",
+                {"customer": customer_view(customer), "conversation": conversation_view(conversation)},
+                customer.id,
+            )
+        ]
+    )
+    return customer
+
+
+def _conversation(customer: Customer) -> Conversation:
+    conversation = thread.get_conversation(customer.conversation_id)
+    if conversation is None:
+        raise NotFound(f"the conversation of customer '{customer.id}' does not exist")
+    return conversation
+
+
+# --- Sending ----------------------------------------------------------------------------------------
+
+
+def _plan(
+    notification: Notification,
+    customer: Customer,
+    channel: Channel,
+    now: datetime,
+    config: NotificationSettings,
+    *,
+    check_window: bool = True,
+) -> Delivery | Block:
+    from chalicelib.services.replies import reply_settings
+
+    plan = plan_delivery(
+        notification,
+        customer,
+        channel,
+        now,
+        config.catalog,
+        business_name=config.business_name,
+        check_window=check_window,
+    )
+    if isinstance(plan, Block):
+        return plan
+    missing = reply_settings().missing_for(channel)
+    if channel is Channel.EMAIL:
+        from chalicelib.services.consent import consent_settings
+
+        if not consent_settings().unsubscribe_secret:
+            missing.append("UNSUBSCRIBE_SECRET (every email carries a signed unsubscribe link)")
+    if missing:
+        return Block("not_configured", f"{channel.value} is not configured: set {', '.join(missing)}")
+    return plan
+
+
+@dataclass
+class _Round:
+    """One pass over the channels. A send (or a provider's refusal) is stored as it happens; the
+    final state of a pass that sent nothing is left to the caller (`finish`, or hold it again)."""
+
+    notification: Notification  # the state reached, in memory
+    stored_version: int  # the version stored now
+    sent: bool = False
+    stored: bool = False  # a message (sent or refused) was written
+    unavailable: bool = False  # a provider could not be reached
+
+    @property
+    def only_unavailable(self) -> bool:
+        return not self.sent and not self.stored and self.unavailable
+
+    def finish(self, now: datetime) -> Notification:
+        """Store the outcome of a pass that sent nothing: failed, with its attempts."""
+        if self.sent:
+            return self.notification
+        failed = self.notification.model_copy(
+            update={
+                "status": NotificationStatus.FAILED,
+                "version": self.stored_version + 1,
+                "updated_at": max(now, self.notification.updated_at),
+            }
+        )
+        store.replace_notification(failed, self.stored_version)
+        logger.info("notification failed", extra={"notification_id": failed.id})
+        self.notification, self.stored_version = failed, failed.version
+        return failed
+
+
+def _send_through(
+    claimed: Notification,
+    customer: Customer,
+    conversation: Conversation,
+    channels: list[Channel],
+    now: datetime,
+    config: NotificationSettings,
+) -> _Round:
+    """Try `channels` in order until a provider accepts; `claimed` is held by this worker (status
+    `sending`, stored at its version)."""
+    from chalicelib.services.replies import reply_settings
+
+    provider_config = reply_settings()
+    result = _Round(claimed, claimed.version)
+    current = claimed
+    for channel in channels:
+        plan = _plan(current, customer, channel, now, config)
+        if isinstance(plan, Block):
+            skipped = Attempt(channel=channel, status=AttemptStatus.SKIPPED, at=now, code=plan.code, reason=plan.reason)
+            current = _with_attempt(current, skipped)
+            continue
+        message_id = new_id("msg")
+        try:
+            sent = _send(plan, provider_config, message_id, customer)
+        except ProviderUnavailable as exc:
+            result.unavailable = True
+            logger.warning("provider unavailable", extra={"provider": exc.provider, "notification_id": current.id})
+            reason = f"{exc.provider} could not be reached ({exc.reason})"
+            current = _with_attempt(
+                current, Attempt(channel=channel, status=AttemptStatus.UNAVAILABLE, at=now, reason=reason)
+            )
+            continue
+        except ProviderRejected as exc:
+            message = _message(message_id, customer, plan, DeliveryStatus.FAILED).model_copy(
+                update={
+                    "error_code": exc.code,
+                    "error_message": exc.message,
+                    "status_updated_at": id_datetime(message_id),
+                }
+            )
+            attempt = Attempt(
+                channel=channel,
+                status=AttemptStatus.REJECTED,
+                at=now,
+                reason=f"{exc.provider} refused it: {exc.message}",
+                message_id=message_id,
+                error_code=exc.code,
+            )
+            current = _with_attempt(current, attempt)
+        else:
+            message = _message(message_id, customer, plan, sent.status).model_copy(
+                update={"provider_message_id": sent.provider_message_id, "sender_address": sent.sender_address}
+            )
+            attempt = Attempt(
+                channel=channel,
+                status=AttemptStatus.SENT,
+                at=now,
+                message_id=message_id,
+                provider_message_id=sent.provider_message_id,
+            )
+            current = _with_attempt(current, attempt).model_copy(
+                update={"status": NotificationStatus.SENT, "channel": channel, "message_id": message_id}
+            )
+            result.sent = True
+        current = current.model_copy(
+            update={"version": result.stored_version + 1, "updated_at": max(now, current.updated_at)}
+        )
+        try:
+            store.record_send(current, result.stored_version, message)
+        except Exception as exc:
+            if not _is_storage_failure(exc):
+                raise
+            logger.error(
+                "notification message sent but not recorded",
+                extra={"notification_id": current.id, "message_id": message_id, "error": type(exc).__name__},
+            )
+            raise SentButNotRecorded(
+                f"notification {current.id} was handed to {message.provider} as message {message_id} "
+                "but could not be recorded; do not send it again"
+            ) from exc
+        result.stored_version = current.version
+        result.stored = True
+        try:
+            _announce(customer, conversation, message, current)
+            if message.provider_message_id:
+                from chalicelib.services.delivery_status import catch_up
+
+                # Statuses that beat the recording (with the hook in record_status, an early
+                # failure falls back from here).
+                catch_up(str(message.provider), message.provider_message_id)
+        except Exception as exc:
+            if not _is_storage_failure(exc):
+                raise
+            logger.error("after-send step failed", extra={"message_id": message_id, "error": type(exc).__name__})
+        logger.info(
+            "notification sent" if result.sent else "notification refused by the provider",
+            extra={"notification_id": current.id, "channel": channel.value, "message_id": message_id},
+        )
+        if result.sent:
+            break
+    result.notification = current
+    return result
+
+
+def _with_attempt(notification: Notification, attempt: Attempt) -> Notification:
+    return notification.model_copy(update={"attempts": [*notification.attempts, attempt]})
+
+
+def _message(message_id: str, customer: Customer, plan: Delivery, status: DeliveryStatus) -> Message:
+    return Message(
+        id=message_id,
+        conversation_id=customer.conversation_id,
+        customer_id=customer.id,
+        channel=plan.channel,
+        direction=Direction.OUTBOUND,
+        body=plan.body,
+        subject=plan.subject,
+        status=status,
+        created_at=id_datetime(message_id),
+        provider=plan.provider,
+        recipient_address=plan.recipient,
+    )
+
+
+def _announce(customer: Customer, conversation: Conversation, message: Message, notification: Notification) -> None:
+    from chalicelib.api.models import conversation_view, customer_view, message_view
+    from chalicelib.services import events
+
+    current = thread.get_conversation(conversation.id) or conversation
+    data = {
+        "customer": customer_view(customer),
+        "conversation": conversation_view(current),
+        "message": {**message_view(message), "notification_id": notification.id},
+        "notification": notification_view(notification),
+    }
+    events.emit_many([("message.created", data, message.id)])
+
+
+def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> SentMessage:
+    if plan.channel is Channel.EMAIL:
+        from chalicelib.services.consent import unsubscribe_footer, unsubscribe_headers
+
+        return _send_email(
+            plan,
+            config,
+            message_id,
+            to_name=customer.name or customer.provider_names.get(Channel.EMAIL.value),
+            text=plan.body + unsubscribe_footer(customer.id),
+            headers=unsubscribe_headers(customer.id),
+        )
+    from chalicelib.channels import twilio
+
+    service = config.twilio_messaging_service_sid
+    sender = (
+        None
+        if service
+        else (
+            whatsapp_address(config.twilio_whatsapp_from)
+            if plan.channel is Channel.WHATSAPP
+            else config.twilio_sms_from
+        )
+    )
+    if plan.content_sid:
+        return _send_twilio_template(plan, config, sender, service)
+    return twilio.send_message(
+        account_sid=config.twilio_account_sid,
+        auth_token=config.twilio_auth_token,
+        to=plan.recipient,
+        body=plan.body,
+        from_=sender,
+        messaging_service_sid=service or None,
+        status_callback=config.status_callback_url,
+        api_base_url=config.twilio_api_base_url,
+        timeout=config.provider_timeout_seconds,
+    )
+
+
+# Until channels/twilio.send_message takes content_sid/content_variables and channels/sendgrid
+# send_email takes extra headers (see the report of this change), the two sends below reach the
+# same clients the same way, with the same error translation.
+
+
+def _send_twilio_template(plan: Delivery, config: Any, sender: str | None, service: str) -> SentMessage:
+    """A WhatsApp template through Twilio's Content API: ContentSid + ContentVariables (JSON)."""
+    import requests
+    from twilio.base.exceptions import TwilioRestException
+
+    from chalicelib.channels import twilio
+
+    kwargs: dict[str, Any] = {"to": plan.recipient, "content_sid": plan.content_sid}
+    if plan.content_variables:
+        kwargs["content_variables"] = json.dumps(plan.content_variables, separators=(",", ":"))
+    if service:
+        kwargs["messaging_service_sid"] = service
+    else:
+        kwargs["from_"] = sender
+    kwargs["status_callback"] = config.status_callback_url
+    client = twilio._rest_client(
+        config.twilio_account_sid,
+        config.twilio_auth_token,
+        config.twilio_api_base_url.rstrip("/"),
+        config.provider_timeout_seconds,
+    )
+    try:
+        created = client.messages.create(**kwargs)
+    except TwilioRestException as exc:
+        if exc.status == 429 or exc.status >= 500:
+            raise ProviderUnavailable(twilio.PROVIDER, f"HTTP {exc.status} (error {exc.code})") from None
+        code = str(exc.code if exc.code is not None else exc.status)
+        raise ProviderRejected(twilio.PROVIDER, code, str(exc.msg or f"HTTP {exc.status}"), exc.status) from None
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(twilio.PROVIDER, type(exc).__name__) from None
+    return SentMessage(
+        provider=twilio.PROVIDER,
+        provider_message_id=created.sid,
+        status=twilio._STATUSES.get(str(created.status or "").lower(), DeliveryStatus.QUEUED),
+        sender_address=created.from_ or sender or None,
+        recipient_address=created.to or plan.recipient,
+    )
+
+
+def _send_email(
+    plan: Delivery, config: Any, message_id: str, *, to_name: str | None, text: str, headers: dict[str, str]
+) -> SentMessage:
+    """One plain-text email with extra headers (List-Unsubscribe) through SendGrid's Mail Send."""
+    import http.client
+
+    from python_http_client.exceptions import HTTPError
+    from sendgrid import SendGridAPIClient
+
+    from chalicelib.channels import sendgrid
+
+    payload = sendgrid.mail_payload(
+        from_email=config.sendgrid_from_email,
+        from_name=config.sendgrid_from_name or None,
+        to_email=plan.recipient,
+        to_name=to_name,
+        subject=plan.subject or "",
+        text=text,
+        custom_args={sendgrid.HUB_MESSAGE_ID_ARG: message_id},
+    )
+    payload.setdefault("headers", {}).update(headers)
+    client = SendGridAPIClient(config.sendgrid_api_key, host=config.sendgrid_api_base_url.rstrip("/"))
+    try:
+        response = client.client.mail.send.post(request_body=payload, timeout=config.provider_timeout_seconds)
+    except HTTPError as exc:
+        status = int(exc.status_code)
+        if status == 429 or status >= 500:
+            raise ProviderUnavailable(sendgrid.PROVIDER, f"HTTP {status}") from None
+        raise ProviderRejected(sendgrid.PROVIDER, str(status), sendgrid._error_text(exc.body), status) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise ProviderUnavailable(sendgrid.PROVIDER, type(exc).__name__) from None
+    provider_id = response.headers.get("X-Message-Id") if response.headers is not None else None
+    return SentMessage(
+        provider=sendgrid.PROVIDER,
+        provider_message_id=provider_id or None,
+        status=DeliveryStatus.ACCEPTED,
+        sender_address=config.sendgrid_from_email,
+        recipient_address=plan.recipient,
+    )
+
+
+# --- Later: fallback after a failed delivery, the end of quiet hours --------------------------------------
+
+
+def on_status(
+    message_id: str, status: DeliveryStatus | str, *, error_code: str | None = None, now: datetime | None = None
+) -> Notification | None:
+    """A delivery status for an outbound message. When it says failed or undelivered and the message
+    is the current send of a notification, send the notification on its next eligible channel.
+    Idempotent: a repeated or late callback finds the notification moved on and does nothing.
+    Costs nothing for other statuses, one GetItem for a failure of a message that is no notification's."""
+    status = DeliveryStatus(status)
+    if status not in FAILURE_STATUSES:
+        return None
+    notification_id = store.notification_for_message(message_id)
+    if notification_id is None:
+        return None
+    notification = store.get_notification(notification_id)
+    if (
+        notification is None
+        or notification.status is not NotificationStatus.SENT
+        or notification.message_id != message_id
+    ):
+        return None
+    now = now or utcnow()
+    try:
+        config = notification_settings()
+    except TemplateError as exc:  # a deployment error: never a 5xx to Twilio's callback
+        logger.error("notification fallback impossible", extra={"notification_id": notification.id, "error": str(exc)})
+        return None
+    attempts = [
+        attempt.model_copy(
+            update={
+                "status": AttemptStatus.UNDELIVERED,
+                "error_code": error_code or attempt.error_code,
+                "reason": f"delivery {status.value}",
+            }
+        )
+        if attempt.message_id == message_id
+        else attempt
+        for attempt in notification.attempts
+    ]
+    claimed = _claim(notification.model_copy(update={"attempts": attempts}), notification.version, now)
+    if claimed is None:
+        return None
+    logger.info("notification falling back", extra={"notification_id": claimed.id, "failed_message_id": message_id})
+    return _continue(claimed, now, config)
+
+
+def send_due(notification_id: str, *, now: datetime | None = None) -> Notification | None:
+    """The timer of a held notification fired: send it now (unless quiet hours moved meanwhile)."""
+    now = now or utcnow()
+    notification = store.get_notification(notification_id)
+    if notification is None or notification.status is not NotificationStatus.SCHEDULED:
+        return None  # sent, failed, or never stored
+    customer = customer_store.get_customer(notification.customer_id)
+    if customer is None:
+        failed = notification.model_copy(
+            update={"status": NotificationStatus.FAILED, "version": notification.version + 1, "updated_at": now}
+        )
+        store.replace_notification(failed, notification.version)
+        return failed
+    config = notification_settings()
+    if not notification.urgent and notification.retries == 0:
+        later = quiet_hours_end(customer.quiet_hours, customer.timezone, now, config.default_timezone)
+        if later is not None:
+            return _hold(notification, later, now, retry=False)
+    claimed = _claim(notification, notification.version, now)
+    if claimed is None:
+        return None
+    return _continue(claimed, now, config)
+
+
+def handle_timer(message: NotificationDue) -> None:
+    """What handlers/timers.py calls for a NotificationDue timer."""
+    send_due(message.notification_id)
+
+
+def _claim(notification: Notification, expected_version: int, now: datetime) -> Notification | None:
+    claimed = notification.model_copy(
+        update={
+            "status": NotificationStatus.SENDING,
+            "version": expected_version + 1,
+            "updated_at": max(now, notification.updated_at),
+        }
+    )
+    try:
+        store.replace_notification(claimed, expected_version)
+    except store.Lost:
+        return None  # another worker has it
+    return claimed
+
+
+def _continue(claimed: Notification, now: datetime, config: NotificationSettings) -> Notification:
+    """Send a claimed notification on its remaining channels. When no provider could be reached
+    at all (and nothing was stored), hold it again, RETRY_SECONDS later, instead of failing it."""
+    customer = customer_store.get_customer(claimed.customer_id)
+    if customer is None:
+        raise NotFound(f"no customer '{claimed.customer_id}'")
+    result = _send_through(claimed, customer, _conversation(customer), claimed.remaining_channels(), now, config)
+    if result.only_unavailable and claimed.retries < MAX_RETRIES:
+        return _hold(claimed, now + timedelta(seconds=RETRY_SECONDS), now, retry=True)
+    return result.finish(now)
+
+
+def _hold(notification: Notification, until: datetime, now: datetime, *, retry: bool) -> Notification:
+    from chalicelib.services import timers
+
+    held = notification.model_copy(
+        update={
+            "status": NotificationStatus.SCHEDULED,
+            "scheduled_for": until,
+            "retries": notification.retries + (1 if retry else 0),
+            "version": notification.version + 1,
+            "updated_at": max(now, notification.updated_at),
+        }
+    )
+    timers.schedule(NotificationDue(notification_id=held.id), until)
+    try:
+        store.replace_notification(held, notification.version)
+    except store.Lost:
+        return notification
+    logger.info("notification held", extra={"notification_id": held.id, "until": until.isoformat(), "retry": retry})
+    return held
