@@ -328,6 +328,37 @@ def unsubscribe_email(token: str) -> Response:
     return Response(body=page.html, status_code=page.status_code, headers=page.headers)
 
 
+# --- Web chat (public: the visitor's signed session token, never the API key) -----------------
+
+
+@route("/webchat")
+def webchat_page() -> Response:
+    from chalicelib.webchat import edge
+
+    return edge.page(app.current_request)
+
+
+@route("/webchat/embed.js")
+def webchat_embed_script() -> Response:
+    from chalicelib.webchat import edge
+
+    return edge.embed_script(app.current_request)
+
+
+@route("/webchat/sessions", methods=["POST", "OPTIONS"])
+def webchat_sessions() -> Response:
+    from chalicelib.webchat import edge
+
+    return edge.sessions(app.current_request)
+
+
+@route("/webchat/messages", methods=["GET", "POST", "OPTIONS"])
+def webchat_messages() -> Response:
+    from chalicelib.webchat import edge
+
+    return edge.messages(app.current_request, app.lambda_context)
+
+
 def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
     if raw is None:
         return default

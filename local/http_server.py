@@ -62,8 +62,32 @@ class HubRequestHandler(ChaliceRequestHandler):
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
 
+def per_thread_request_state(app: Any) -> None:
+    """Chalice keeps the current request and Lambda context on the app object. Lambda runs one
+    request per process at a time, but this server runs each request on its own thread (and web
+    chat long polls overlap every other request), so keep both per thread: otherwise a view can
+    read another thread's request."""
+    state = threading.local()
+
+    def per_thread(name: str) -> property:
+        return property(lambda self: getattr(state, name, None), lambda self, value: setattr(state, name, value))
+
+    cls = type(app)
+    if not getattr(cls, "_per_thread_request_state", False):
+        app.__class__ = type(
+            cls.__name__,
+            (cls,),
+            {
+                "_per_thread_request_state": True,
+                "current_request": per_thread("current_request"),
+                "lambda_context": per_thread("lambda_context"),
+            },
+        )
+
+
 class HttpServer:
     def __init__(self, app: Any, host: str, port: int) -> None:
+        per_thread_request_state(app)
         config = Config.create(chalice_stage="local", app_name="omnihub", lambda_timeout=30)
         self._server = LocalDevServer(app, config, host, port, handler_cls=HubRequestHandler)
         self._thread = threading.Thread(target=self._server.server.serve_forever, name="http", daemon=True)

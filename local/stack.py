@@ -22,6 +22,9 @@ LOCAL_DEFAULTS = {
     "SENDGRID_FROM_EMAIL": "support@omnihub.local",
     "LINK_SECRET": "local-link-secret",
     "UNSUBSCRIBE_SECRET": "local-unsubscribe-secret",
+    "WEBCHAT_SESSION_SECRET": "local-webchat-session-secret-0123456789",
+    "WEBCHAT_JWT_SECRET": "local-webchat-jwt-secret-0123456789abcdef",
+    "WEBCHAT_ALLOWED_ORIGINS": "*",
     # CRM endpoints on this machine are plain http://127.0.0.1 URLs.
     "ALLOW_INSECURE_WEBHOOK_URLS": "true",
 }

@@ -15,12 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.customers import Customer
+from chalicelib.domain.identity import IdentityKind
 from chalicelib.domain.messages import Channel, DeliveryStatus, EmailThreading
 
 SUPPORTED_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
 PHONE_CHANNELS = (Channel.SMS, Channel.WHATSAPP)
+# Web chat is the hub's own channel: a reply is stored in the thread, where the visitor's page
+# reads it; so it is offered only for customers who have a web chat identity (who opened the chat).
+WEBCHAT_IDENTITY_KINDS = (IdentityKind.WEBCHAT, IdentityKind.EXTERNAL)
 MAX_TWILIO_BODY_CHARS = 1600  # Twilio refuses longer bodies (error 21617)
 MAX_EMAIL_BODY_CHARS = 100_000
+MAX_WEBCHAT_BODY_CHARS = 4000  # what a visitor may send, and what the chat page is made for
 MAX_MEDIA = 10  # Twilio sends at most 10 media per message (error 21623)
 WHATSAPP_WINDOW = timedelta(hours=24)
 MAX_REFERENCES = 20  # enough for any client to thread; keeps the header short (RFC 5322 §3.6.4)
@@ -89,7 +94,22 @@ class ReplyPlan:
 
     @property
     def provider(self) -> str:
+        if self.channel is Channel.WEBCHAT:
+            return "webchat"
         return "sendgrid" if self.channel is Channel.EMAIL else "twilio"
+
+
+def webchat_identity(customer: Customer) -> str | None:
+    """The customer's latest web chat visitor id (anonymous or signed in), if they have one."""
+    found = [identity.value for identity in customer.identities if identity.kind in WEBCHAT_IDENTITY_KINDS]
+    return found[-1] if found else None
+
+
+def channels_for(customer: Customer) -> tuple[Channel, ...]:
+    """The channels a reply to this customer can go on."""
+    if webchat_identity(customer) is not None or Channel.WEBCHAT.value in customer.last_inbound_by_channel:
+        return (*SUPPORTED_CHANNELS, Channel.WEBCHAT)
+    return SUPPORTED_CHANNELS
 
 
 def choose_channel(requested: str | None, customer: Customer) -> Channel:
@@ -102,8 +122,9 @@ def choose_channel(requested: str | None, customer: Customer) -> Channel:
         channel = Channel(requested.strip().lower())
     except ValueError:
         channel = None
-    if channel not in SUPPORTED_CHANNELS:
-        names = ", ".join(c.value for c in SUPPORTED_CHANNELS)
+    available = channels_for(customer)
+    if channel not in available:
+        names = ", ".join(c.value for c in available)
         raise Refused(422, "unsupported_channel", f"channel '{requested}' is not supported; use one of {names}")
     assert channel is not None
     return channel
@@ -111,6 +132,8 @@ def choose_channel(requested: str | None, customer: Customer) -> Channel:
 
 def recipient_for(channel: Channel, customer: Customer) -> str:
     """The customer's address on the channel; refused when the customer has none."""
+    if channel is Channel.WEBCHAT:
+        return webchat_identity(customer) or customer.id
     if channel is Channel.EMAIL:
         if not customer.email:
             raise Refused(
@@ -158,7 +181,8 @@ def check_whatsapp_window(customer: Customer, now: datetime) -> None:
 def check_content(channel: Channel, body: str, media_urls: list[str], subject: str | None) -> None:
     if not body.strip() and not media_urls:
         raise Refused(400, "invalid_request", "give a non-empty 'body' or at least one of 'media_urls'")
-    limit = MAX_EMAIL_BODY_CHARS if channel is Channel.EMAIL else MAX_TWILIO_BODY_CHARS
+    limits = {Channel.EMAIL: MAX_EMAIL_BODY_CHARS, Channel.WEBCHAT: MAX_WEBCHAT_BODY_CHARS}
+    limit = limits.get(channel, MAX_TWILIO_BODY_CHARS)
     if len(body) > limit:
         raise Refused(
             422, "body_too_long", f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}"

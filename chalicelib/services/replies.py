@@ -88,6 +88,8 @@ class ReplySettings:
 
     def missing_for(self, channel: Channel) -> list[str]:
         """The settings a send on `channel` needs that are not set."""
+        if channel is Channel.WEBCHAT:
+            return []  # the hub's own channel: nothing leaves the hub
         if channel is Channel.EMAIL:
             needed = {"SENDGRID_API_KEY": self.sendgrid_api_key, "SENDGRID_FROM_EMAIL": self.sendgrid_from_email}
             return [name for name, value in needed.items() if not value]
@@ -348,6 +350,16 @@ def _latest_email(context: _Context) -> InboundEmail | None:
 
 
 def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer) -> SentMessage:
+    if plan.channel is Channel.WEBCHAT:
+        # No provider: storing the message is sending it (the visitor's page polls the thread).
+        # "sent" until a poll hands it to the page, which makes it "delivered" (services/webchat.py).
+        return SentMessage(
+            provider=plan.provider,
+            provider_message_id=None,
+            status=DeliveryStatus.SENT,
+            sender_address=None,
+            recipient_address=plan.recipient,
+        )
     if plan.channel is Channel.EMAIL:
         from chalicelib.channels import sendgrid
 

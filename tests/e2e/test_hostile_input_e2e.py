@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import string
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -190,6 +191,10 @@ def test_ctrl_c_stops_the_stack_cleanly(tmp_path: object) -> None:
     log_path = Path(str(tmp_path)) / "hub.log"
     process = start_hub(port, log_path)
     wait_healthy(f"http://127.0.0.1:{port}", process, log_path)
+    # /health answers as soon as the server is up; the banner follows a moment later.
+    deadline = time.monotonic() + 10
+    while "Bearer e2e-api-key" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     banner = log_path.read_text()
     assert f"http://127.0.0.1:{port}/webhooks/twilio/messaging" in banner
     assert "Bearer e2e-api-key" in banner

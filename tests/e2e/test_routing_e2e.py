@@ -35,7 +35,7 @@ def crm(running_hub: RunningHub) -> Iterator[tuple[CrmReceiver, str]]:
 
 def sandbox_url(hub: RunningHub) -> str:
     """The provider sandbox's address, as `make run` prints it."""
-    line = next(line for line in hub.log().splitlines() if "Provider sandbox" in line)
+    line = wait_for(lambda: next((line for line in hub.log().splitlines() if "Provider sandbox" in line), None))
     return line.split()[2].removesuffix("/sandbox/messages")
 
 
