@@ -163,3 +163,19 @@ def redeem_token(token: str, identity: Identity) -> Link:
 
 def identity_history(customer_id: str) -> list[dict[str, Any]]:
     return link_store.identity_history(customer_id)
+
+
+def webchat_return_url(customer_id: str, conversation_id: str, created_by: str) -> str:
+    """A fresh single-use web chat link for this customer, without sending it anywhere."""
+    now = utcnow()
+    for _ in range(5):
+        link = new_link(new_code(), customer_id, conversation_id, LinkTarget.WEBCHAT, created_by, now, _ttl())
+        try:
+            link_store.put_link(link)
+            break
+        except link_store.CodeTaken:
+            continue
+    else:
+        raise InvalidRequest("could not allocate a link code; retry")
+    token = sign_token(link.code, link.expires_at, _link_secret())
+    return f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"

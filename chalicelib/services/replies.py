@@ -293,6 +293,10 @@ def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: _Cla
         _announce(message, _counted(context.conversation, message), context)
         if claim is not None:
             idempotency.complete(claim.key, claim.token, status)
+        if message.channel is Channel.WEBCHAT:
+            from chalicelib.services.offline_fallback import notify_if_away
+
+            notify_if_away(message, context.customer, context.agent.name)
     except Exception as exc:
         if not _is_storage_failure(exc):
             raise
