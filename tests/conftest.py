@@ -91,6 +91,7 @@ def hub(emulator: AwsEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]
         "PUBLIC_BASE_URL": "https://hub.example.com",
         "DEFAULT_PHONE_REGION": "US",
         "LINK_SECRET": "test-link-secret",
+        "UNSUBSCRIBE_SECRET": "test-unsubscribe-secret",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

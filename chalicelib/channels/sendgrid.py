@@ -752,6 +752,7 @@ def send_email(
     in_reply_to: str | None = None,
     references: list[str] | None = None,
     custom_args: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     api_base_url: str = DEFAULT_API_BASE_URL,
     timeout: float = SEND_TIMEOUT_SECONDS,
 ) -> SentMessage:
@@ -774,6 +775,7 @@ def send_email(
         in_reply_to=in_reply_to,
         references=references,
         custom_args=custom_args,
+        headers=headers,
     )
     client = SendGridAPIClient(api_key, host=api_base_url.rstrip("/"))
     try:
@@ -807,6 +809,7 @@ def mail_payload(
     in_reply_to: str | None = None,
     references: list[str] | None = None,
     custom_args: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Mail Send JSON body."""
     recipient: dict[str, str] = {"email": to_email}
@@ -821,13 +824,13 @@ def mail_payload(
         "subject": _header_safe(subject),
         "content": [{"type": "text/plain", "value": text}],
     }
-    headers: dict[str, str] = {}
+    extra: dict[str, str] = {str(name): _header_safe(str(value)) for name, value in (headers or {}).items()}
     if in_reply_to:
-        headers["In-Reply-To"] = in_reply_to
+        extra["In-Reply-To"] = in_reply_to
     if references:
-        headers["References"] = " ".join(references)
-    if headers:
-        payload["headers"] = headers
+        extra["References"] = " ".join(references)
+    if extra:
+        payload["headers"] = extra
     if custom_args:
         payload["custom_args"] = {str(key): str(value) for key, value in custom_args.items()}
     return payload

@@ -91,7 +91,14 @@ class ReplySettings:
         if channel is Channel.WEBCHAT:
             return []  # the hub's own channel: nothing leaves the hub
         if channel is Channel.EMAIL:
-            needed = {"SENDGRID_API_KEY": self.sendgrid_api_key, "SENDGRID_FROM_EMAIL": self.sendgrid_from_email}
+            from chalicelib.config import secret
+
+            needed = {
+                "SENDGRID_API_KEY": self.sendgrid_api_key,
+                "SENDGRID_FROM_EMAIL": self.sendgrid_from_email,
+                # every email carries a one-click unsubscribe link signed with it
+                "UNSUBSCRIBE_SECRET": secret("unsubscribe_secret"),
+            }
             return [name for name, value in needed.items() if not value]
         needed = {"TWILIO_ACCOUNT_SID": self.twilio_account_sid, "TWILIO_AUTH_TOKEN": self.twilio_auth_token}
         missing = [name for name, value in needed.items() if not value]
@@ -368,6 +375,8 @@ def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Cus
         from chalicelib.channels import sendgrid
 
         assert plan.subject is not None
+        from chalicelib.services.consent import unsubscribe_footer, unsubscribe_headers
+
         return sendgrid.send_email(
             api_key=config.sendgrid_api_key,
             from_email=config.sendgrid_from_email,
@@ -375,10 +384,11 @@ def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Cus
             to_email=plan.recipient,
             to_name=customer.name or customer.provider_names.get(Channel.EMAIL.value),
             subject=plan.subject,
-            text=email_text(plan.body, plan.media_urls),
+            text=email_text(plan.body, plan.media_urls) + unsubscribe_footer(customer.id),
             in_reply_to=plan.email.in_reply_to if plan.email else None,
             references=plan.email.references if plan.email else None,
             custom_args={sendgrid.HUB_MESSAGE_ID_ARG: message_id},
+            headers=unsubscribe_headers(customer.id),
             api_base_url=config.sendgrid_api_base_url,
             timeout=config.provider_timeout_seconds,
         )

@@ -557,11 +557,23 @@ def test_an_email_reply_threads_under_the_customers_latest_email(
     assert mail["personalizations"] == [{"to": [{"email": "ada@example.com", "name": "Ada Lovelace"}]}]
     assert mail["from"] == {"email": HUB_EMAIL, "name": "Acme Support"}
     assert mail["subject"] == "Re: Order 42"
-    assert mail["headers"] == {
+    headers = dict(mail["headers"])
+    unsubscribe = headers.pop("List-Unsubscribe")
+    assert headers == {
         "In-Reply-To": "<m2@mail.example.com>",
         "References": "<m1@mail.example.com> <m2@mail.example.com>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
-    assert mail["content"] == [{"type": "text/plain", "value": "It ships today."}]
+    one_click = unsubscribe.split(",")[0].strip().strip("<>")
+    assert one_click.startswith(f"{PUBLIC}/unsubscribe/email/")
+    [content] = mail["content"]
+    assert content["type"] == "text/plain" and content["value"].startswith("It ships today.")
+    assert one_click in content["value"], "the footer carries the same one-click link"
+    from chalicelib.services import consent, customers
+
+    page = consent.unsubscribe_page(one_click.rsplit("/", 1)[1], "POST")
+    assert page.status_code == 200
+    assert "email" in customers.get_customer(outcome.body["customer_id"]).opted_out
     assert mail["custom_args"] == {"hub_message_id": outcome.body["id"]}
     body = outcome.body
     assert (body["channel"], body["status"], body["provider"]) == ("email", "accepted", "sendgrid")
@@ -592,7 +604,7 @@ def test_an_email_subject_can_be_given_and_media_become_links(
     assert outcome.status_code == 201
     mail = sandbox.records()[0]["request"]
     assert mail["subject"] == "Invoice for order 42"
-    assert mail["content"][0]["value"] == "Your invoice:\n\nhttps://e.com/i.pdf"
+    assert mail["content"][0]["value"].startswith("Your invoice:\n\nhttps://e.com/i.pdf")
     assert mail["headers"]["In-Reply-To"] == "<m2@mail.example.com>"
 
 
@@ -612,7 +624,10 @@ def test_email_to_a_customer_who_never_emailed_needs_a_subject(
     assert (refused.status_code, refused.body["error"]["code"]) == (422, "subject_required")
     assert sent.status_code == 201
     [record] = sandbox.records()
-    assert record["request"]["subject"] == "About your order" and "headers" not in record["request"]
+    assert record["request"]["subject"] == "About your order"
+    headers = record["request"]["headers"]
+    assert "In-Reply-To" not in headers and "References" not in headers, "nothing to thread under"
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 # --- Status callbacks -------------------------------------------------------------------------------
