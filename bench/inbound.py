@@ -8,30 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from common import (
+    DRAIN_TIMEOUT,
+    ROOT,
+    QueueWatcher,
+    Sent,
+    percentile,
+    running_stack,
+    send_messages,
+    wait_healthy,
+)
 
-MESSAGING_PATH = "/webhooks/twilio/messaging"
-HUB_NUMBER = "+14155238886"
-ACCOUNT_SID = "AC00000000000000000000000000000000"
 KNOWN_PREFIX = "+1501712"  # known identities: +15017120000, +15017120001, ...
 NEW_PREFIX = "+1501713"  # first messages from new identities
 MAX_IDENTITIES = 10_000
@@ -42,8 +39,6 @@ MAX_REQUESTS_PER_KNOWN_MESSAGE = 3
 MAX_IMPORT_RATIO = 1.2
 PROVIDER_SDKS = ("twilio", "sendgrid", "python_http_client")
 
-REQUEST_TIMEOUT = 15.0
-DRAIN_TIMEOUT = 30.0
 IMPORT_TIMEOUT = 60.0
 
 BARE_IMPORT = 'import boto3, chalice; chalice.Chalice(app_name="bare")'
@@ -169,220 +164,7 @@ class RequestCounter:
             return sum(self.calls["worker"].values())
 
 
-# --- The local stack ------------------------------------------------------------------------------
-
-
-class _OneSnapshotPerTable:
-    """Stands in for the `copy` module inside moto.dynamodb.models (see `patch_emulator`)."""
-
-    def __init__(self, real: Any, table_type: type) -> None:
-        self._real = real
-        self._table_type = table_type
-        self._local = threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def deepcopy(self, value: Any, memo: Any = None) -> Any:
-        copies = getattr(self._local, "copies", None)
-        if copies is None or not isinstance(value, self._table_type):
-            return self._real.deepcopy(value, memo)
-        if id(value) not in copies:
-            copies[id(value)] = self._real.deepcopy(value, memo)
-        return copies[id(value)]
-
-    def wrap(self, transact_write_items: Any) -> Any:
-        def one_snapshot_per_table(backend: Any, *args: Any, **kwargs: Any) -> Any:
-            self._local.copies = {}
-            try:
-                return transact_write_items(backend, *args, **kwargs)
-            finally:
-                self._local.copies = None
-
-        one_snapshot_per_table.patched_by_bench = True  # type: ignore[attr-defined]
-        return one_snapshot_per_table
-
-
-def patch_emulator() -> None:
-    """Take moto's TransactWriteItems rollback snapshot once per table instead of once per item.
-
-    moto 5.2 deep-copies the whole table for every item of a transaction before applying it (the
-    copies are identical: nothing is written until all are taken), so a 4-item ingest transaction
-    copies the table 4 times and the emulator, not the hub, dominates latency as the table grows.
-    One copy per table is the same snapshot and the same rollback; request counts are unaffected.
-    """
-    from moto.dynamodb import models
-
-    backend = models.DynamoDBBackend
-    if getattr(backend.transact_write_items, "patched_by_bench", False):
-        return
-    shim = _OneSnapshotPerTable(models.copy, models.Table)
-    models.copy = shim  # type: ignore[assignment]
-    backend.transact_write_items = shim.wrap(backend.transact_write_items)  # type: ignore[method-assign]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def running_stack() -> Iterator[Any]:
-    # A fresh hub on this machine only: nothing inherited may point it elsewhere.
-    for name in ("AWS_ENDPOINT_URL", "PUBLIC_BASE_URL", "TABLE_NAME", "ROUTING_QUEUE_URL"):
-        os.environ.pop(name, None)
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1", "localhost"]))
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the hub logs every message at INFO
-
-    from local.stack import LocalStack
-
-    patch_emulator()
-    stack = LocalStack(host="127.0.0.1", port=free_port())
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-
-
-def wait_healthy(session: Any, url: str, timeout: float = 30) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if session.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url}/health did not answer 200 within {timeout:.0f} s")
-
-
-class QueueWatcher:
-    """Waits for the routing worker to finish everything on its queue (not counted: own client)."""
-
-    ATTRIBUTES = (
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    )
-
-    def __init__(self, stack: Any, counter: RequestCounter) -> None:
-        from local.emulator import boto3_client
-
-        self._sqs = boto3_client("sqs", stack.emulator_url)
-        self._queue_url = stack.settings["ROUTING_QUEUE_URL"]
-        self._counter = counter
-
-    def pending(self) -> int:
-        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.ATTRIBUTES))
-        return sum(int(attributes["Attributes"].get(name, 0)) for name in self.ATTRIBUTES)
-
-    def drain(self, timeout: float = DRAIN_TIMEOUT, settle: float = 0.3) -> bool:
-        """True once the queue is empty and the worker's request count has stopped moving."""
-        deadline = time.monotonic() + timeout
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            total = self._counter.worker_total()
-            if total != last:
-                last, stable_since = total, time.monotonic()
-            if self.pending() == 0 and time.monotonic() - stable_since >= settle:
-                return True
-            time.sleep(0.05)
-        return False
-
-
-# --- Sending messages -----------------------------------------------------------------------------
-
-
-@dataclass
-class Sent:
-    latencies: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    wall_seconds: float = 0.0
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies) + sum(self.failures.values())
-
-
-def _inbound_params(sender: str, body: str) -> dict[str, str]:
-    return {
-        "MessageSid": f"SM{uuid.uuid4().hex}",
-        "AccountSid": ACCOUNT_SID,
-        "From": sender,
-        "To": HUB_NUMBER,
-        "Body": body,
-        "NumMedia": "0",
-        "ApiVersion": "2010-04-01",
-    }
-
-
-def send_messages(stack: Any, senders: list[str], concurrency: int) -> Sent:
-    """POST one signed inbound message per entry of `senders`, from `concurrency` client threads."""
-    import requests
-
-    from tests.support.twilio_signature import sign_form
-
-    # The URL as the hub reconstructs it from PUBLIC_BASE_URL: that is what Twilio signs.
-    signed_url = stack.settings["PUBLIC_BASE_URL"].rstrip("/") + MESSAGING_PATH
-    post_url = stack.url + MESSAGING_PATH
-    token = stack.settings["TWILIO_AUTH_TOKEN"]
-    result = Sent()
-    lock = threading.Lock()
-    next_index = iter(range(len(senders)))
-
-    def client() -> None:
-        with requests.Session() as session:
-            session.trust_env = False  # no proxies: 127.0.0.1 only
-            while True:
-                with lock:
-                    index = next(next_index, None)
-                if index is None:
-                    return
-                params = _inbound_params(senders[index], f"bench message {index}")
-                headers = {
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "X-Twilio-Signature": sign_form(signed_url, params, token),
-                }
-                started = time.perf_counter()
-                try:
-                    response = session.post(post_url, data=urlencode(params), headers=headers, timeout=REQUEST_TIMEOUT)
-                    outcome = None if response.status_code == 200 else f"HTTP {response.status_code}"
-                except requests.RequestException as exc:
-                    outcome = type(exc).__name__
-                elapsed = time.perf_counter() - started
-                with lock:
-                    if outcome is None:
-                        result.latencies.append(elapsed)
-                    else:
-                        result.failures[outcome] += 1
-
-    threads = [threading.Thread(target=client, name=f"bench-client-{i}", daemon=True) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + REQUEST_TIMEOUT * (len(senders) / max(1, concurrency) + 2)
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    result.wall_seconds = time.perf_counter() - started
-    stuck = sum(thread.is_alive() for thread in threads)
-    if stuck:
-        result.failures["client thread still running at deadline"] += stuck
-    return result
-
-
 # --- Report ---------------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
-    return ordered[rank - 1]
 
 
 def _per_message(counter: Counter[str], messages: int) -> str:
@@ -487,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         with requests.Session() as session:
             session.trust_env = False
             wait_healthy(session, stack.url)
-        watcher = QueueWatcher(stack, counter)
+        watcher = QueueWatcher(stack, counter.worker_total)
 
         warmup = run_phase("warm-up", stack, counter, watcher, known, args.concurrency)
         senders = [known[i % len(known)] for i in range(args.messages)]

@@ -6,14 +6,19 @@ timers re-match a task when its sticky wait ends or its skills relax. The pure p
 domain/routing.py; every state change is one conditional transaction in store/routing.py, so
 concurrent workers can only lose a race, never break an invariant. A loser re-reads and moves on.
 
-AWS requests for one assignment of a new inbound conversation (the routing worker, after ingest):
-  reads      GetItem conversation, GetItem customer, GetItem message      (3, also feed the CRM events)
-  enqueue    TransactWriteItems conversation + task                       (1)
-  timer      SQS SendMessage, the task's next re-check (sticky/relax)     (1, when one is due)
-  match      Query agents (one partition)                                 (1)
-  offer      SQS SendMessage offer timeout, then TransactWriteItems task + agent + offer + conversation (2)
-  events     SQS SendMessageBatch customer/message/conversation.queued, SQS SendMessage offer.created (2)
-  = 9 to 10 requests, none of them a Scan; bench/routing.py measures it.
+AWS requests for one assignment of a new inbound conversation (the routing worker, after ingest),
+one operation name per request, as measured by bench/routing.py:
+  reads      GetItem conversation, GetItem customer, GetItem message
+  CRM        SendMessageBatch customer.created / message.created
+  enqueue    TransactWriteItems conversation + task
+  CRM        SendMessageBatch conversation.queued
+  timer      SendMessage the task's next re-check (sticky end or skill relaxation)
+  match      Query agents (one partition), Query the head of each queue (one per queue; here one)
+  offer      SendMessage the offer's timeout, then TransactWriteItems task + agent + offer + conversation
+  CRM        GetItem conversation, GetItem customer (the offer.created payload), SendMessageBatch offer.created
+  = 14 requests with one queue, none of them a Scan.
+Left to do: one CRM batch instead of three, and the offer payload from what is already in hand
+(would make it 10).
 """
 
 from __future__ import annotations
@@ -179,7 +184,8 @@ def queue_conversation(
     queued = conversation.model_copy(
         update={"status": ConversationStatus.WAITING, "waiting_since": now, "task_queue": task.queue}
     )
-    _emit([("conversation.queued", {**_context(queued), "task": _task_view(task)}, task.sort_key)])
+    context = {"conversation": conversation_view(queued), "customer": customer_view(customer)}
+    _emit([("conversation.queued", {**context, "task": _task_view(task)}, task.sort_key)])
     _schedule_recheck(task, now)
     return task
 
@@ -227,22 +233,34 @@ def _offer(task: Task, agent: Agent, now: datetime) -> dict[str, Any] | None:
     return offer
 
 
+def _best_waiting_for(agent: Agent, now: datetime, config: RoutingConfig) -> Task | None:
+    waiting = [task for name in config.all_queues() for task in routing_store.waiting_tasks(name, 50)]
+    chosen = choose_tasks(agent, waiting, now, config)
+    return chosen[0] if chosen else None
+
+
 def match_task(task: Task) -> str | None:
-    """Offer a waiting task to the best eligible agent; returns the offer id."""
+    """Offer a waiting task to the best eligible agent; returns the offer id.
+
+    Strict order: if that agent could take a task that has waited longer (or matters more), that
+    task is offered first, so a newcomer never jumps the line into a freshly freed slot."""
     config = routing_config()
     for _ in range(MATCH_ATTEMPTS):
         now = utcnow()
         ranked = choose_agent(task, agent_store.list_agents(), now, config)
         if not ranked:
             return None
-        offer = _offer(task, ranked[0], now)
-        if offer is not None:
+        agent = ranked[0]
+        head = _best_waiting_for(agent, now, config)
+        candidate = head if head is not None and head.sort_key < task.sort_key else task
+        offer = _offer(candidate, agent, now)
+        if offer is not None and candidate is task:
             return str(offer["id"])
         fresh = routing_store.get_task(task.queue, task.sort_key)
         if fresh is None or fresh.status is not TaskStatus.WAITING:
             return None
         task = fresh
-    # Still contended: ask again through the queue rather than spin here.
+    # Still contended, or older tasks went first: ask again through the queue rather than spin.
     queue.request_routing(MatchTask(queue=task.queue, sort_key=task.sort_key).model_dump_json(), task.customer_id)
     return None
 

@@ -1,0 +1,431 @@
+"""Helpers the benchmarks share: the in-process local stack and patches that make its emulator
+(moto) cheaper without changing any answer or request count, waiting for a worker's queue to
+drain, signed inbound Twilio messages, percentiles.
+
+Imported by bench/inbound.py and bench/routing.py, which run as scripts (`python bench/x.py`), so
+`bench/` is on sys.path and this module is plain `common`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MESSAGING_PATH = "/webhooks/twilio/messaging"
+HUB_NUMBER = "+14155238886"
+ACCOUNT_SID = "AC00000000000000000000000000000000"
+
+REQUEST_TIMEOUT = 15.0
+DRAIN_TIMEOUT = 30.0
+
+
+# --- The local stack ------------------------------------------------------------------------------
+
+
+class _OneSnapshotPerTable:
+    """Stands in for the `copy` module inside moto.dynamodb.models (see `patch_emulator`)."""
+
+    def __init__(self, real: Any, table_type: type) -> None:
+        self._real = real
+        self._table_type = table_type
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        copies = getattr(self._local, "copies", None)
+        if copies is None or not isinstance(value, self._table_type):
+            return self._real.deepcopy(value, memo)
+        if id(value) not in copies:
+            copies[id(value)] = self._real.deepcopy(value, memo)
+        return copies[id(value)]
+
+    def wrap(self, transact_write_items: Any) -> Any:
+        def one_snapshot_per_table(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            self._local.copies = {}
+            try:
+                return transact_write_items(backend, *args, **kwargs)
+            finally:
+                self._local.copies = None
+
+        one_snapshot_per_table.patched_by_bench = True  # type: ignore[attr-defined]
+        return one_snapshot_per_table
+
+
+def patch_emulator() -> None:
+    """Take moto's TransactWriteItems rollback snapshot once per table instead of once per item.
+
+    moto 5.2 deep-copies the whole table for every item of a transaction before applying it (the
+    copies are identical: nothing is written until all are taken), so a 4-item ingest transaction
+    copies the table 4 times and the emulator, not the hub, dominates latency as the table grows.
+    One copy per table is the same snapshot and the same rollback; request counts are unaffected.
+    """
+    from moto.dynamodb import models
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "patched_by_bench", False):
+        return
+    shim = _OneSnapshotPerTable(models.copy, models.Table)
+    models.copy = shim  # type: ignore[assignment]
+    backend.transact_write_items = shim.wrap(backend.transact_write_items)  # type: ignore[method-assign]
+
+
+class _CopyOnWriteTables:
+    """Stands in for the `copy` module inside moto.dynamodb.models (see `speed_up_emulator`)."""
+
+    def __init__(self, real: Any, table_type: type) -> None:
+        self._real = real
+        self._table_type = table_type
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        snapshots = getattr(self._local, "snapshots", None)
+        if snapshots is None or not isinstance(value, self._table_type):
+            return self._real.deepcopy(value, memo)
+        if id(value) not in snapshots:
+            snapshots[id(value)] = self._snapshot(value)
+        return snapshots[id(value)]
+
+    def _snapshot(self, table: Any) -> Any:
+        """The table with its own item index, sharing the Item objects (copied before any changes)."""
+        snapshot = self._real.copy(table)
+        snapshot.items = defaultdict(dict)
+        for hash_key, value in table.items.items():
+            snapshot.items[hash_key] = dict(value) if isinstance(value, dict) else value
+        return snapshot
+
+    def _private_item(self, backend: Any, table_name: str, key: Any) -> None:
+        """UpdateItem changes the stored Item in place: give the live table its own copy first, so
+        the snapshot keeps the original."""
+        try:
+            table = backend.get_table(table_name)
+            hash_value, range_value = backend.get_keys_value(table, key)
+        except Exception:
+            return  # the update itself reports the problem
+        if table.range_key_attr is None:
+            current = table.items.get(hash_value)
+            if current is not None:
+                table.items[hash_value] = self._real.deepcopy(current)
+        elif range_value is not None:
+            current = table.items.get(hash_value, {}).get(range_value)
+            if current is not None:
+                table.items[hash_value][range_value] = self._real.deepcopy(current)
+
+    def wrap_transaction(self, transact_write_items: Any) -> Any:
+        def copy_on_write(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            self._local.snapshots = {}
+            try:
+                return transact_write_items(backend, *args, **kwargs)
+            finally:
+                self._local.snapshots = None
+
+        copy_on_write.patched_by_bench = True  # type: ignore[attr-defined]
+        return copy_on_write
+
+    def wrap_update(self, update_item: Any) -> Any:
+        def update_own_copy(backend: Any, table_name: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(self._local, "snapshots", None) is not None:
+                self._private_item(backend, table_name, key)
+            return update_item(backend, table_name, key, *args, **kwargs)
+
+        return update_own_copy
+
+
+def _one_partition(query: Any) -> Any:
+    """moto's Table.query sorts every item of the table to find one partition's; give it just the
+    partition (a base-table query; index queries are left alone). The results are the same."""
+
+    def query_one_partition(table: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is not None or hash_key is None:
+            return query(table, hash_key, *args, **kwargs)
+        partition = table.items.get(hash_key)
+        if partition is None:
+            items = []
+        elif isinstance(partition, dict):
+            items = list(partition.values())
+        else:
+            items = [partition]
+        table.all_items = lambda: items
+        try:
+            return query(table, hash_key, *args, **kwargs)
+        finally:
+            del table.all_items
+
+    return query_one_partition
+
+
+# DynamoDB operations whose results are items (or nothing) in DynamoDB's own JSON form.
+ITEM_OPERATIONS = frozenset(
+    {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "TransactWriteItems", "BatchGetItem"}
+)
+
+
+def _json_item_results(execute_result: Any) -> Any:
+    def json_item_result(result: Any, context: Any) -> Any:
+        if (
+            context.service_model.service_name == "dynamodb"
+            and context.operation_model.name in ITEM_OPERATIONS
+            and isinstance(result.result, dict)
+        ):
+            try:
+                body = json.dumps(result.result)
+            except (TypeError, ValueError):
+                return execute_result(result, context)
+            return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+        return execute_result(result, context)
+
+    json_item_result.patched_by_bench = True  # type: ignore[attr-defined]
+    return json_item_result
+
+
+def _clock_millis(unix_time_millis: Any) -> Any:
+    def now_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(unix_time_millis(dt))
+
+    now_millis.patched_by_bench = True  # type: ignore[attr-defined]
+    return now_millis
+
+
+def speed_up_emulator() -> None:
+    """Remove five costs of moto's server, none of them the hub's, that dominate a long run.
+
+    - Dispatch: moto lists and stat()s its own package directory (about 200 entries), under one
+      lock, on every request to find the backend; the listing is read once instead.
+    - TransactWriteItems: moto deep-copies each table it touches before applying a transaction,
+      to roll back on failure; instead the snapshot copies only the table's index of items and
+      shares the Item objects, and an Item that UpdateItem is about to change in place is first
+      replaced by its own copy in the live table. The rollback restores exactly what the full copy
+      would.
+    - Query: moto sorts every item of the table to pick out one partition; a base-table query is
+      handed just that partition and sorts it the same way.
+    - SQS: moto checks each message's visibility and delay against the time, read through a
+      timezone-naive datetime each time; on every ReceiveMessage and each wake-up of a long poll
+      it checks every message of the queue (the timer queue holds two delayed timers per
+      conversation). The time is read with time.time() instead.
+    - Responses: moto re-serialises every result by walking botocore's output shape, which costs
+      more than the operation itself; the results of DynamoDB's item operations are already in
+      DynamoDB's JSON form, so they are written with json.dumps (anything it cannot write, and
+      every error, still goes through moto's serializer).
+
+    Request counts are unaffected. Use instead of `patch_emulator` (which it supersedes).
+    """
+    from moto import backends
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    if not getattr(backends.list_of_moto_modules, "patched_by_bench", False):
+        modules = tuple(backends.list_of_moto_modules())
+
+        def listed_once() -> tuple[str, ...]:
+            return modules
+
+        listed_once.patched_by_bench = True  # type: ignore[attr-defined]
+        backends.list_of_moto_modules = listed_once  # type: ignore[assignment]
+
+    backend = models.DynamoDBBackend
+    if not getattr(backend.transact_write_items, "patched_by_bench", False):
+        shim = _CopyOnWriteTables(models.copy, models.Table)
+        models.copy = shim  # type: ignore[assignment]
+        backend.transact_write_items = shim.wrap_transaction(backend.transact_write_items)  # type: ignore[method-assign]
+        backend.update_item = shim.wrap_update(backend.update_item)  # type: ignore[method-assign]
+        Table.query = _one_partition(Table.query)  # type: ignore[method-assign]
+
+    from moto.sqs import models as sqs_models
+
+    if not getattr(sqs_models.unix_time_millis, "patched_by_bench", False):
+        sqs_models.unix_time_millis = _clock_millis(sqs_models.unix_time_millis)  # type: ignore[assignment]
+
+    from moto.core.responses import ActionResult
+
+    if not getattr(ActionResult.execute_result, "patched_by_bench", False):
+        ActionResult.execute_result = _json_item_results(ActionResult.execute_result)  # type: ignore[method-assign]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_stack() -> Iterator[Any]:
+    # A fresh hub on this machine only: nothing inherited may point it elsewhere.
+    for name in ("AWS_ENDPOINT_URL", "PUBLIC_BASE_URL", "TABLE_NAME", "ROUTING_QUEUE_URL"):
+        os.environ.pop(name, None)
+    for name in ("NO_PROXY", "no_proxy"):
+        os.environ[name] = ",".join(filter(None, [os.environ.get(name), "127.0.0.1", "localhost"]))
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the hub logs every message at INFO
+
+    from local.stack import LocalStack
+
+    patch_emulator()
+    stack = LocalStack(host="127.0.0.1", port=free_port())
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def wait_healthy(session: Any, url: str, timeout: float = 30) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if session.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/health did not answer 200 within {timeout:.0f} s")
+
+
+class QueueWatcher:
+    """Waits for a worker to finish everything on its queue (not counted: own client).
+
+    `activity` returns a number that moves while the worker is still making AWS calls (a count of
+    its requests); the queue is drained once it is empty and that number has stopped moving.
+    """
+
+    ATTRIBUTES = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    )
+
+    def __init__(self, stack: Any, activity: Callable[[], int], queue_setting: str = "ROUTING_QUEUE_URL") -> None:
+        from local.emulator import boto3_client
+
+        self._sqs = boto3_client("sqs", stack.emulator_url)
+        self._queue_url = stack.settings[queue_setting]
+        self._activity = activity
+
+    def pending(self) -> int:
+        attributes = self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=list(self.ATTRIBUTES))
+        return sum(int(attributes["Attributes"].get(name, 0)) for name in self.ATTRIBUTES)
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT, settle: float = 0.3) -> bool:
+        """True once the queue is empty and the worker's request count has stopped moving."""
+        deadline = time.monotonic() + timeout
+        last, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            total = self._activity()
+            if total != last:
+                last, stable_since = total, time.monotonic()
+            if self.pending() == 0 and time.monotonic() - stable_since >= settle:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+# --- Sending messages -----------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    latencies: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    wall_seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies) + sum(self.failures.values())
+
+
+def inbound_params(sender: str, body: str) -> dict[str, str]:
+    return {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": ACCOUNT_SID,
+        "From": sender,
+        "To": HUB_NUMBER,
+        "Body": body,
+        "NumMedia": "0",
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def send_messages(stack: Any, senders: list[str], concurrency: int) -> Sent:
+    """POST one signed inbound message per entry of `senders`, from `concurrency` client threads."""
+    import requests
+
+    from tests.support.twilio_signature import sign_form
+
+    # The URL as the hub reconstructs it from PUBLIC_BASE_URL: that is what Twilio signs.
+    signed_url = stack.settings["PUBLIC_BASE_URL"].rstrip("/") + MESSAGING_PATH
+    post_url = stack.url + MESSAGING_PATH
+    token = stack.settings["TWILIO_AUTH_TOKEN"]
+    result = Sent()
+    lock = threading.Lock()
+    next_index = iter(range(len(senders)))
+
+    def client() -> None:
+        with requests.Session() as session:
+            session.trust_env = False  # no proxies: 127.0.0.1 only
+            while True:
+                with lock:
+                    index = next(next_index, None)
+                if index is None:
+                    return
+                params = inbound_params(senders[index], f"bench message {index}")
+                headers = {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": sign_form(signed_url, params, token),
+                }
+                started = time.perf_counter()
+                try:
+                    response = session.post(post_url, data=urlencode(params), headers=headers, timeout=REQUEST_TIMEOUT)
+                    outcome = None if response.status_code == 200 else f"HTTP {response.status_code}"
+                except requests.RequestException as exc:
+                    outcome = type(exc).__name__
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if outcome is None:
+                        result.latencies.append(elapsed)
+                    else:
+                        result.failures[outcome] += 1
+
+    threads = [threading.Thread(target=client, name=f"bench-client-{i}", daemon=True) for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + REQUEST_TIMEOUT * (len(senders) / max(1, concurrency) + 2)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    result.wall_seconds = time.perf_counter() - started
+    stuck = sum(thread.is_alive() for thread in threads)
+    if stuck:
+        result.failures["client thread still running at deadline"] += stuck
+    return result
+
+
+# --- Figures --------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
