@@ -65,6 +65,8 @@ def start_hub(port: int, log_path: Path, extra_env: dict[str, str] | None = None
         "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
         "SENDGRID_INBOUND_TOKEN": SENDGRID_TOKEN,
         "MAX_BODY_BYTES": str(256 * 1024),
+        # A visitor whose page has not polled for 2 s counts as gone (the seed scenario closes the tab).
+        "WEBCHAT_OFFLINE_AFTER_SECONDS": "2",
         # Tests share one stack, so conversations from other tests wait in line; an "urgent" message
         # outranks them, which is how a test gets its own conversation offered first.
         "ROUTING_CONFIG": '{"rules": [{"name": "urgent", "when": {"keywords": ["urgent"]}, "priority": 9}]}',
