@@ -72,7 +72,12 @@ def sendgrid_inbound() -> dict[str, str]:
 
     request = webhook_request(app.current_request)
     sendgrid.verify(request, secret("sendgrid_inbound_token"))
-    result = ingest(sendgrid.parse_inbound(request, settings().default_phone_region))
+    message = sendgrid.parse_inbound(request, settings().default_phone_region)
+    result = ingest(message)
+    if result.notice and not result.duplicate:
+        from chalicelib.services.links import tell_refusal
+
+        tell_refusal(message, result.notice)
     return {"status": "duplicate" if result.duplicate else "stored", "message_id": result.message_id}
 
 

@@ -179,3 +179,23 @@ def webchat_return_url(customer_id: str, conversation_id: str, created_by: str) 
         raise InvalidRequest("could not allocate a link code; retry")
     token = sign_token(link.code, link.expires_at, _link_secret())
     return f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
+
+
+def tell_refusal(msg: InboundMessage, notice: str) -> None:
+    """Email has no inline reply like TwiML: the refusal goes back as an email of its own.
+    Best effort; the inbound message is stored either way."""
+    if msg.channel is not Channel.EMAIL:
+        return
+    from chalicelib.services import notifications
+
+    outcome = notifications.create_notification(
+        {
+            "customer": {"email": msg.sender.value},
+            "text": notice,
+            "channels": ["email"],
+            "urgent": True,
+            "subject": "About your link code",
+        },
+        f"link-refusal-{msg.dedupe_key}"[:255],
+    )
+    logger.info("link refusal sent by email", extra={"status": outcome.status_code})

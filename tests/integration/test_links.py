@@ -125,3 +125,18 @@ def test_link_codes_are_hard_to_guess_and_easy_to_read() -> None:
     assert find_code("LINK-7KQ4M") is None
     assert phone_identity("+15017122661") != email_identity("a@b.co")
     assert timedelta(hours=24)
+
+
+def test_a_refused_code_by_email_is_answered_by_email(hub_with_providers: Hub, sandbox: ProviderSandbox) -> None:
+    from chalicelib.services import links
+    from chalicelib.services.ingest import ingest
+
+    message = email_from("eve@example.com", "my code is LINK-ZZZZZZ", "bad@mail.example.com")
+    result = ingest(message)
+    assert result.notice and "not valid" in result.notice
+
+    links.tell_refusal(message, result.notice)
+
+    [mail] = [r["request"] for r in sandbox.records() if r["provider"] == "sendgrid"]
+    assert mail["personalizations"][0]["to"][0]["email"] == "eve@example.com"
+    assert "not valid" in mail["content"][0]["value"]
