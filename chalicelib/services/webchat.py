@@ -318,6 +318,7 @@ def post_message(token: str | None, payload: Any, now: datetime | None = None) -
     result = ingest(channel.inbound_message(session, request.body, request.client_id, now))
     if session.pending:
         _link_identities(result.customer_id, list(session.pending))
+    touch(result.conversation_id, now)  # a visitor who just wrote is on the page
     message = thread.get_message(result.conversation_id, result.message_id) if result.duplicate else None
     view = (
         channel.visitor_view(message)

@@ -248,7 +248,7 @@ def test_the_wait_never_runs_past_the_lambda_deadline(chat: Hub) -> None:
     assert answer["data"] == [] and time.monotonic() - started < 1.5, "2.5 s left, less a 2 s margin"
 
 
-def test_polling_marks_the_visitor_connected(chat: Hub) -> None:
+def test_writing_and_polling_mark_the_visitor_connected(chat: Hub) -> None:
     from datetime import timedelta
 
     from chalicelib.domain.messages import utcnow
@@ -256,7 +256,7 @@ def test_polling_marks_the_visitor_connected(chat: Hub) -> None:
 
     _, sent = send(start()["session"], "hi")
     conversation_id = sent["conversation_id"]
-    assert not webchat.is_connected(conversation_id, 30)
+    assert webchat.is_connected(conversation_id, 30), "a visitor who just wrote is on the page"
 
     poll(sent["session"])
 
