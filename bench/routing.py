@@ -486,7 +486,6 @@ class PhaseTwo:
     offers: list[OfferSeen]
     seconds: float
     stopped: str | None  # why it ended before every conversation had its offer
-    peak_backlog: int
     calls: dict[str, Counter[str]]
     errors: list[str]
 
@@ -494,6 +493,21 @@ class PhaseTwo:
     def span(self) -> float:
         moments = sorted(seen.created_at for seen in self.offers)
         return (moments[-1] - moments[0]).total_seconds() if len(moments) > 1 else 0.0
+
+    @property
+    def peak_backlog(self) -> int:
+        """Most conversations waiting without an offer at any moment (from the hub's timestamps)."""
+        changes = sorted(
+            change
+            for seen in self.offers
+            if seen.waiting_since is not None
+            for change in ((seen.waiting_since, 1), (seen.created_at, -1))
+        )
+        peak = waiting = 0
+        for _, step in changes:
+            waiting += step
+            peak = max(peak, waiting)
+        return peak
 
     @property
     def overtaking(self) -> int:
@@ -514,26 +528,27 @@ def phase_two(
     counter: RequestCounter,
     pool: ThreadPoolExecutor,
     numbers: list[str],
+    first: int,
     burst: int,
 ) -> PhaseTwo:
-    """Rounds: `burst` new customers write, then the agents accept every new offer and resolve
-    every conversation they hold (concurrently). The backlog builds while messages arrive and
-    drains after; the phase ends once every conversation of the phase has had its offer."""
+    """Rounds: new customers write (`first` of them in the first round, while every slot is taken,
+    then `burst` a round), then the agents accept every new offer and resolve every conversation
+    they hold (concurrently). The backlog left by the first round drains while messages keep
+    arriving; the phase ends once every conversation of the phase has had its offer."""
     counter.reset()
     to_write = deque(numbers)
     started = time.monotonic()
     deadline = started + 30 + PHASE2_SECONDS_PER_CONVERSATION * len(numbers)
     last_progress = started
     stopped: str | None = None
-    peak_backlog = 0
     errors: list[str] = []
+    size = first
     while True:
-        for _ in range(min(burst, len(to_write))):
+        for _ in range(min(size, len(to_write))):
             inbound.send(to_write.popleft())
+        size = burst
         stored = len(inbound.sent.latencies)  # each message answered 200 is a new conversation
-        offered = len(routing.in_phase(2))
-        peak_backlog = max(peak_backlog, stored - offered)
-        if not to_write and offered >= stored:
+        if not to_write and len(routing.in_phase(2)) >= stored:
             break
         if time.monotonic() > deadline:
             stopped = f"deadline ({deadline - started:.0f} s)"
@@ -558,7 +573,7 @@ def phase_two(
     seconds = time.monotonic() - started
     calls, _ = counter.snapshot()
     sent = inbound.take()
-    return PhaseTwo(len(numbers), sent, routing.in_phase(2), seconds, stopped, peak_backlog, calls, errors)
+    return PhaseTwo(len(numbers), sent, routing.in_phase(2), seconds, stopped, calls, errors)
 
 
 # --- Invariants -----------------------------------------------------------------------------------
@@ -725,7 +740,7 @@ def print_phase_two(two: PhaseTwo, routing: Routing, accepts: Accepts) -> None:
     rate = two.offers_per_second
     if rate is not None:
         print(f"  assignments/s                 {rate:.2f}  ({n} offers created over {two.span:.1f} s, first to last)")
-    print(f"  peak backlog                  {two.peak_backlog} conversations in line without an offer")
+    print(f"  peak backlog                  {two.peak_backlog} conversations waiting without an offer at once")
     waits = [wait for seen in two.offers if (wait := seen.queue_to_offer) is not None]
     print(f"  queued -> offer               {_seconds(waits)}")
     print(
@@ -795,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
                 setup_drained = watcher.drain()
                 one = phase_one(routing, inbound, counter, watcher, pool, numbers[:slots])
                 accepts = accept_all(routing, counter)
-                two = phase_two(routing, inbound, counter, pool, numbers[slots:], burst=slots)
+                two = phase_two(routing, inbound, counter, pool, numbers[slots:], first=slots, burst=max(1, slots // 2))
                 final_drained = watcher.drain()
                 invariants = verify(routing, pool, numbers)
             if invariants.states.get("never offered"):

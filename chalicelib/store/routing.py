@@ -43,10 +43,28 @@ def get_task(queue: str, sort_key: str) -> Task | None:
     return Task.model_validate(item) if item else None
 
 
+MAX_HEAD_PAGES = 20
+
+
 def waiting_tasks(queue: str, limit: int = 100) -> list[Task]:
-    """The head of a queue, in service order (the sort key is priority then age)."""
-    items, _ = table.query_page(keys.task_partition(queue), "", limit, None)
-    return [Task.model_validate(item) for item in items]
+    """The first `limit` tasks still waiting, in service order (the sort key is priority then age).
+
+    Offered tasks keep their place in the partition, so the head can be full of them: read on,
+    page by page (bounded), past them to the tasks that are actually waiting."""
+    waiting: list[Task] = []
+    start: dict[str, str] | None = None
+    for _ in range(MAX_HEAD_PAGES):
+        items, more = table.query_page(keys.task_partition(queue), "", max(limit, 100), start)
+        for item in items:
+            task = Task.model_validate(item)
+            if task.status is TaskStatus.WAITING:
+                waiting.append(task)
+                if len(waiting) >= limit:
+                    return waiting
+        if not more or not items:
+            break
+        start = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]}
+    return waiting
 
 
 def all_tasks(queue: str) -> list[Task]:

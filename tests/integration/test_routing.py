@@ -389,3 +389,30 @@ def test_transfer_to_a_skill_set_skips_the_transferring_agent(hub: Hub, monkeypa
     assert routing.get_offer(pending_offer(ref.conversation_id))["agent_id"] == "spanish-speaker"
     with pytest.raises(Exception, match="only an assigned one"):
         routing.transfer(ref.conversation_id, None, {"spanish": 1}, None)
+
+
+def test_waiting_tasks_behind_many_pending_offers_are_still_found(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from chalicelib.domain.messages import utcnow
+    from chalicelib.domain.routing import Task, TaskStatus
+    from chalicelib.store import routing as routing_store
+    from chalicelib.store import table
+
+    now = utcnow()
+    for index in range(120):
+        task = Task(
+            conversation_id=f"conv_{index}",
+            customer_id=f"cus_{index}",
+            channel="sms",
+            queue="general",
+            priority=5,
+            enqueued_at=now + timedelta(milliseconds=index),
+            enqueue_id=f"{index:04d}",
+            status=TaskStatus.OFFERED if index < 110 else TaskStatus.WAITING,
+        )
+        table.transact([table.put_op(routing_store.task_item(task))])
+
+    waiting = routing_store.waiting_tasks("general", 5)
+
+    assert [task.conversation_id for task in waiting] == [f"conv_{i}" for i in range(110, 115)]
