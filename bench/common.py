@@ -429,3 +429,63 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
     return ordered[rank - 1]
+
+
+class RequestCounter:
+    """AWS calls the hub makes, by role (what `role()` names the calling thread) and operation.
+
+    `calls` counts API calls (botocore `before-call`); `attempts` the HTTP requests actually sent
+    (`before-send`; higher only when botocore retried); `ever` every call of the run (never reset).
+    Roles in `roles` are always present; others appear when first seen and go on `reset()`.
+    """
+
+    def __init__(self, role: Callable[[], str], roles: tuple[str, ...] = ()) -> None:
+        self._lock = threading.Lock()
+        self._role = role
+        self._roles = roles
+        self.calls: defaultdict[str, Counter[str]] = defaultdict(Counter, {name: Counter() for name in roles})
+        self.attempts: defaultdict[str, Counter[str]] = defaultdict(Counter, {name: Counter() for name in roles})
+        self.ever: Counter[str] = Counter()
+
+    @staticmethod
+    def _operation(event_name: str) -> str:
+        # "before-call.dynamodb.GetItem" -> "dynamodb.GetItem"
+        return event_name.split(".", 1)[1]
+
+    def on_call(self, event_name: str, **_: Any) -> None:
+        operation = self._operation(event_name)
+        with self._lock:
+            self.calls[self._role()][operation] += 1
+            self.ever[operation] += 1
+
+    def on_send(self, event_name: str, **_: Any) -> None:
+        with self._lock:
+            self.attempts[self._role()][self._operation(event_name)] += 1
+
+    def install(self) -> None:
+        from chalicelib import aws
+
+        events = aws.session().events
+        events.register("before-call", self.on_call)
+        events.register("before-send", self.on_send)
+
+    def snapshot(self) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
+        with self._lock:
+            return (
+                {role: Counter(c) for role, c in self.calls.items()},
+                {role: Counter(c) for role, c in self.attempts.items()},
+            )
+
+    def total(self, role: str) -> int:
+        """All API calls made so far by `role`."""
+        with self._lock:
+            return sum(self.calls[role].values())
+
+    def reset(self) -> None:
+        with self._lock:
+            for counters in (self.calls, self.attempts):
+                for role in list(counters):
+                    if role in self._roles:
+                        counters[role].clear()
+                    else:
+                        del counters[role]

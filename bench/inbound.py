@@ -22,6 +22,7 @@ from common import (
     DRAIN_TIMEOUT,
     ROOT,
     QueueWatcher,
+    RequestCounter,
     Sent,
     percentile,
     running_stack,
@@ -110,58 +111,9 @@ def measure_imports(runs: int) -> ImportFigures:
 # --- AWS request counting -------------------------------------------------------------------------
 
 
-class RequestCounter:
-    """AWS calls the hub makes, by role (webhook or worker) and operation.
-
-    `calls` counts API calls (botocore `before-call`); `attempts` counts HTTP requests actually
-    sent (`before-send`), which is higher only when botocore retried.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: dict[str, Counter[str]] = {"webhook": Counter(), "worker": Counter()}
-        self.attempts: dict[str, Counter[str]] = {"webhook": Counter(), "worker": Counter()}
-
-    @staticmethod
-    def _role() -> str:
-        return "worker" if threading.current_thread().name.startswith("worker-") else "webhook"
-
-    @staticmethod
-    def _operation(event_name: str) -> str:
-        # "before-call.dynamodb.GetItem" -> "dynamodb.GetItem"
-        return event_name.split(".", 1)[1]
-
-    def on_call(self, event_name: str, **_: Any) -> None:
-        with self._lock:
-            self.calls[self._role()][self._operation(event_name)] += 1
-
-    def on_send(self, event_name: str, **_: Any) -> None:
-        with self._lock:
-            self.attempts[self._role()][self._operation(event_name)] += 1
-
-    def install(self) -> None:
-        from chalicelib import aws
-
-        events = aws.session().events
-        events.register("before-call", self.on_call)
-        events.register("before-send", self.on_send)
-
-    def snapshot(self) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
-        with self._lock:
-            return (
-                {role: Counter(c) for role, c in self.calls.items()},
-                {role: Counter(c) for role, c in self.attempts.items()},
-            )
-
-    def reset(self) -> None:
-        with self._lock:
-            for counters in (self.calls, self.attempts):
-                for counter in counters.values():
-                    counter.clear()
-
-    def worker_total(self) -> int:
-        with self._lock:
-            return sum(self.calls["worker"].values())
+def webhook_or_worker() -> str:
+    """Calls made on a worker thread are the worker's; everything else serves a webhook."""
+    return "worker" if threading.current_thread().name.startswith("worker-") else "webhook"
 
 
 # --- Report ---------------------------------------------------------------------------------------
@@ -258,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
     known = [f"{KNOWN_PREFIX}{i:04d}" for i in range(args.identities)]
     fresh = [f"{NEW_PREFIX}{i:04d}" for i in range(min(NEW_IDENTITY_MESSAGES, args.messages))]
-    counter = RequestCounter()
+    counter = RequestCounter(webhook_or_worker, roles=("webhook", "worker"))
     with running_stack() as stack:
         import logging
 
@@ -269,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         with requests.Session() as session:
             session.trust_env = False
             wait_healthy(session, stack.url)
-        watcher = QueueWatcher(stack, counter.worker_total)
+        watcher = QueueWatcher(stack, lambda: counter.total("worker"))
 
         warmup = run_phase("warm-up", stack, counter, watcher, known, args.concurrency)
         senders = [known[i % len(known)] for i in range(args.messages)]

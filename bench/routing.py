@@ -28,6 +28,7 @@ from common import (
     REQUEST_TIMEOUT,
     ROOT,
     QueueWatcher,
+    RequestCounter,
     Sent,
     inbound_params,
     percentile,
@@ -66,67 +67,15 @@ CLAIM_TOTAL = re.compile(r"=\s*(\d+)(?:\s+to\s+(\d+))?\s+requests")
 # --- AWS request counting -------------------------------------------------------------------------
 
 
-class RequestCounter:
-    """AWS calls the hub makes, by thread role and operation.
-
-    Roles: each worker by its thread name (`worker-omnihub-routing`, `worker-omnihub-timers`,
+def thread_role() -> str:
+    """Each worker by its thread name (`worker-omnihub-routing`, `worker-omnihub-timers`,
     `worker-omnihub-crm-events`), `http` (webhooks and REST API: Chalice's local server runs each
-    request on its own thread) and `other`. `calls` counts API calls (botocore `before-call`),
-    `attempts` the HTTP requests sent (`before-send`; higher only when botocore retried), `ever`
-    every call of the run (never reset). The workers' own ReceiveMessage/DeleteMessageBatch use a
-    client that aws.session() did not make, as Lambda's event source would, so they are not seen.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.attempts: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.ever: Counter[str] = Counter()
-
-    @staticmethod
-    def _role() -> str:
-        name = threading.current_thread().name
-        if name.startswith("worker-"):
-            return name
-        return "http" if HTTP_THREAD_MARK in name else "other"
-
-    @staticmethod
-    def _operation(event_name: str) -> str:
-        # "before-call.dynamodb.GetItem" -> "dynamodb.GetItem"
-        return event_name.split(".", 1)[1]
-
-    def on_call(self, event_name: str, **_: Any) -> None:
-        operation = self._operation(event_name)
-        with self._lock:
-            self.calls[self._role()][operation] += 1
-            self.ever[operation] += 1
-
-    def on_send(self, event_name: str, **_: Any) -> None:
-        with self._lock:
-            self.attempts[self._role()][self._operation(event_name)] += 1
-
-    def install(self) -> None:
-        from chalicelib import aws
-
-        events = aws.session().events
-        events.register("before-call", self.on_call)
-        events.register("before-send", self.on_send)
-
-    def snapshot(self) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
-        with self._lock:
-            return (
-                {role: Counter(c) for role, c in self.calls.items()},
-                {role: Counter(c) for role, c in self.attempts.items()},
-            )
-
-    def reset(self) -> None:
-        with self._lock:
-            self.calls.clear()
-            self.attempts.clear()
-
-    def routing_total(self) -> int:
-        with self._lock:
-            return sum(self.calls[ROUTING_THREAD].values())
+    request on its own thread) and `other`. The workers' own ReceiveMessage/DeleteMessageBatch use a
+    client that aws.session() did not make, as Lambda's event source would, so they are not seen."""
+    name = threading.current_thread().name
+    if name.startswith("worker-"):
+        return name
+    return "http" if HTTP_THREAD_MARK in name else "other"
 
 
 def _total(counter: Counter[str]) -> int:
@@ -448,7 +397,7 @@ def phase_one(
         board = routing.board()
         if board is not None and len(board.offers()) >= len(numbers):
             break
-        total = counter.routing_total()
+        total = counter.total(ROUTING_THREAD)
         if total != last:
             last, quiet_since = total, time.monotonic()
         elif time.monotonic() - quiet_since > QUIET_SECONDS and watcher.pending() == 0:
@@ -784,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("ROUTING_CONFIG_FILE", None)
 
     numbers = [f"{NUMBER_PREFIX}{i:04d}" for i in range(args.conversations)]
-    counter = RequestCounter()
+    counter = RequestCounter(thread_role)
     speed_up_emulator()  # before running_stack(), whose patch_emulator() it supersedes
     with running_stack() as stack:
         import logging
@@ -800,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = routing_config()
         claim = docstring_claim()
-        watcher = QueueWatcher(stack, counter.routing_total)
+        watcher = QueueWatcher(stack, lambda: counter.total(ROUTING_THREAD))
         api, inbound = Api(stack), Inbound(stack)
         routing = Routing(api)
         missing: list[str] = []
