@@ -43,6 +43,19 @@ def _link_secret() -> str:
     return value
 
 
+def _allocate(customer_id: str, conversation_id: str, target: LinkTarget, created_by: str) -> Link:
+    """Store a new link under a fresh code (a code already in use is drawn again)."""
+    now = utcnow()
+    for _ in range(5):
+        link = new_link(new_code(), customer_id, conversation_id, target, created_by, now, _ttl())
+        try:
+            link_store.put_link(link)
+            return link
+        except link_store.CodeTaken:
+            continue
+    raise InvalidRequest("could not allocate a link code; retry")
+
+
 def create_link(
     conversation_id: str, target: LinkTarget, agent_id: str, via: Channel | None
 ) -> tuple[int, dict[str, Any]]:
@@ -52,16 +65,7 @@ def create_link(
     conversation = thread.get_conversation(conversation_id)
     if conversation is None:
         raise NotFound(f"no conversation '{conversation_id}'")
-    now = utcnow()
-    for _ in range(5):
-        link = new_link(new_code(), conversation.customer_id, conversation.id, target, agent_id, now, _ttl())
-        try:
-            link_store.put_link(link)
-            break
-        except link_store.CodeTaken:
-            continue
-    else:
-        raise InvalidRequest("could not allocate a link code; retry")
+    link = _allocate(conversation.customer_id, conversation.id, target, agent_id)
     config = replies.reply_settings()
     url = None
     if target is LinkTarget.WEBCHAT:
@@ -167,16 +171,7 @@ def identity_history(customer_id: str) -> list[dict[str, Any]]:
 
 def webchat_return_url(customer_id: str, conversation_id: str, created_by: str) -> str:
     """A fresh single-use web chat link for this customer, without sending it anywhere."""
-    now = utcnow()
-    for _ in range(5):
-        link = new_link(new_code(), customer_id, conversation_id, LinkTarget.WEBCHAT, created_by, now, _ttl())
-        try:
-            link_store.put_link(link)
-            break
-        except link_store.CodeTaken:
-            continue
-    else:
-        raise InvalidRequest("could not allocate a link code; retry")
+    link = _allocate(customer_id, conversation_id, LinkTarget.WEBCHAT, created_by)
     token = sign_token(link.code, link.expires_at, _link_secret())
     return f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
 
