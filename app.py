@@ -81,6 +81,61 @@ def sendgrid_inbound() -> dict[str, str]:
     return {"status": "duplicate" if result.duplicate else "stored", "message_id": result.message_id}
 
 
+# Chat apps: each channel module verifies and parses its provider's webhook (channels/registry.py
+# names the contract); chat_webhooks files what it found. One route per provider.
+JSON_TYPES = ["application/json"]
+XML_TYPES = ["text/xml", "application/xml"]
+
+
+def chat_webhook(provider: str) -> Response:
+    from chalicelib.channels import registry
+    from chalicelib.services import chat_webhooks
+
+    channel = registry.sender(provider)
+    request = webhook_request(app.current_request)
+    channel.verify(request)
+    outcome = chat_webhooks.process(channel.parse(request))
+    return Response(body=channel.acknowledgement(outcome), headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+def chat_handshake(provider: str) -> Response:
+    """The GET a provider sends to prove the URL is ours (Meta's hub.challenge, WeChat's echostr)."""
+    from chalicelib.channels import registry
+
+    answer = registry.sender(provider).handshake(webhook_request(app.current_request))
+    return Response(body=answer, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+@route("/webhooks/meta", methods=["GET"])
+def meta_verification() -> Response:
+    return chat_handshake("meta")
+
+
+@route("/webhooks/meta", methods=["POST"], content_types=JSON_TYPES)
+def meta_webhook() -> Response:
+    return chat_webhook("meta")
+
+
+@route("/webhooks/telegram", methods=["POST"], content_types=JSON_TYPES)
+def telegram_webhook() -> Response:
+    return chat_webhook("telegram")
+
+
+@route("/webhooks/line", methods=["POST"], content_types=JSON_TYPES)
+def line_webhook() -> Response:
+    return chat_webhook("line")
+
+
+@route("/webhooks/wechat", methods=["GET"])
+def wechat_verification() -> Response:
+    return chat_handshake("wechat")
+
+
+@route("/webhooks/wechat", methods=["POST"], content_types=XML_TYPES)
+def wechat_webhook() -> Response:
+    return chat_webhook("wechat")
+
+
 # --- REST API for CRMs (Bearer auth in the edge middleware) -----------------------------------
 
 
@@ -91,9 +146,12 @@ def find_customers() -> dict[str, Any]:
 
     request = app.current_request
     phone, email = query_value(request, "phone"), query_value(request, "email")
-    if (phone is None) == (email is None):
-        raise bad_request("give exactly one of the query parameters 'phone' or 'email'")
-    customer = find_customer(phone=phone, email=email)
+    channel, address = query_value(request, "channel"), query_value(request, "address")
+    if (channel is None) != (address is None):
+        raise bad_request("'channel' and 'address' go together: give both")
+    if [phone, email, channel].count(None) != 2:
+        raise bad_request("give exactly one of 'phone', 'email', or 'channel' with 'address'")
+    customer = find_customer(phone=phone, email=email, channel=channel, address=address)
     return {"data": [customer_view(customer)] if customer else []}
 
 

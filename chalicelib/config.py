@@ -35,6 +35,23 @@ class Settings(BaseSettings):
     sendgrid_inbound_token: str = ""
     hub_api_key: str = ""
 
+    # Chat apps. Secrets among these (app secrets, tokens) are read with `secret()`, so they may
+    # live in SSM; the rest are plain settings. Base URLs point the senders at a sandbox locally.
+    meta_graph_base_url: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v21.0"
+    meta_whatsapp_phone_number_id: str = ""
+    meta_whatsapp_number: str = ""  # the business's WhatsApp number (E.164), for wa.me links
+    meta_whatsapp_template_language: str = "en_US"  # language of approved templates in notifications
+    meta_page_id: str = ""  # Messenger: the Facebook Page; m.me links use meta_page_username
+    meta_page_username: str = ""
+    meta_instagram_account_id: str = ""
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_bot_username: str = ""  # for t.me/<bot>?start= links
+    line_api_base_url: str = "https://api.line.me"
+    line_basic_id: str = ""  # the official account's basic id (@123abcde), for click-to-chat links
+    wechat_api_base_url: str = "https://api.weixin.qq.com"
+    wechat_app_id: str = ""
+
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:

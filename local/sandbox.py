@@ -105,7 +105,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 __all__ = ["ProviderSandbox", "twilio_signature"]
@@ -405,6 +405,21 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------------------------
 
 
+class ChatEmulator(Protocol):
+    """A chat app's API emulator plugged into the sandbox (see local/chat_sandbox/)."""
+
+    prefix: str  # served under /<prefix>/
+    provider: str  # the `provider` of its records
+
+    def attach(self, sandbox: ProviderSandbox) -> None: ...
+
+    def handle(
+        self, method: str, path: str, query: str, headers: Any, body: bytes
+    ) -> tuple[int, Any, Iterable[tuple[str, str]]]:
+        """(status, JSON-able payload or raw bytes, extra headers) for a request under the prefix."""
+        ...
+
+
 class ProviderSandbox:
     """Loopback Twilio + SendGrid stand-in. ``start()`` serves in a daemon thread, ``stop()`` ends it."""
 
@@ -433,6 +448,22 @@ class ProviderSandbox:
         self._thread: threading.Thread | None = None
         self._delivery_threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        # Chat-app emulators (local/chat_sandbox/*.py), each served under /<prefix>/.
+        self._emulators: dict[str, ChatEmulator] = {}
+
+    def add_emulator(self, emulator: ChatEmulator) -> ChatEmulator:
+        """Serve a chat app's API under `/<emulator.prefix>/`; its base URL is `url_for(prefix)`."""
+        emulator.attach(self)
+        self._emulators[emulator.prefix] = emulator
+        return emulator
+
+    def url_for(self, prefix: str) -> str:
+        return f"{self.url}/{prefix}"
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Keep an accepted request (with at least `provider` and `id`) for `/sandbox/messages`."""
+        with self._lock:
+            self._records.append(record)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -512,6 +543,13 @@ class ProviderSandbox:
             return self._route_twilio(method, path, parts.query, headers, body)
         if path == "/v3" or path.startswith("/v3/"):
             return self._route_sendgrid(method, path, headers, body)
+        prefix, _, rest = path.lstrip("/").partition("/")
+        emulator = self._emulators.get(prefix)
+        if emulator is not None:
+            status, payload, extra_headers = emulator.handle(method, "/" + rest, parts.query, headers, body)
+            if isinstance(payload, bytes):
+                return _Response(status, payload, list(extra_headers))
+            return _Response.json(status, payload, list(extra_headers))
         return _plain_error(404, f"no such endpoint: {path}")
 
     def _route_sandbox(self, method: str, path: str, query: str) -> _Response:
@@ -522,9 +560,10 @@ class ProviderSandbox:
         if path == "/sandbox/messages":
             if method == "GET":
                 providers = parse_qs(query).get("provider", [])
-                unknown = [p for p in providers if p not in ("twilio", "sendgrid")]
+                known = ("twilio", "sendgrid", *(e.provider for e in self._emulators.values()))
+                unknown = [p for p in providers if p not in known]
                 if unknown:
-                    return _plain_error(400, "provider must be 'twilio' or 'sendgrid'")
+                    return _plain_error(400, "provider must be one of " + ", ".join(known))
                 records = self.records()
                 if providers:
                     records = [r for r in records if r["provider"] in providers]

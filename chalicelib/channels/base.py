@@ -47,3 +47,28 @@ class WebhookRequest:
         if self.query:
             url += "?" + urlencode(self.query)
         return url
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for a chat app's send API, with what the channel rules decided.
+
+    `recipient` is the customer's address on the channel: an E.164 number for WhatsApp, the
+    chat app's user id otherwise. Channel modules turn it into the provider's request and answer
+    a `SentMessage`, or raise `ProviderRejected` (stored as failed) / `ProviderUnavailable`.
+    """
+
+    channel: str
+    recipient: str
+    body: str
+    hub_message_id: str
+    media_urls: tuple[str, ...] = ()
+    timeout: float = 10.0
+    # Messenger/Instagram outside the 24-hour window: the message tag that allows it (HUMAN_AGENT).
+    message_tag: str | None = None
+    # LINE: a fresh reply token (free, single use); None means push.
+    reply_token: str | None = None
+    # WhatsApp Cloud API outside the window: an approved template and its parameters.
+    template: str | None = None
+    template_language: str | None = None
+    template_parameters: tuple[str, ...] = ()

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from chalicelib.domain.customers import Customer
+from chalicelib.domain.identity import USER_ID_KINDS
 from chalicelib.domain.messages import Channel
 
 # --- Keywords -------------------------------------------------------------------------------------
@@ -161,7 +162,16 @@ def quiet_hours_end(
 
 # --- Channels ---------------------------------------------------------------------------------------
 
-NOTIFICATION_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
+NOTIFICATION_CHANNELS = (
+    Channel.SMS,
+    Channel.WHATSAPP,
+    Channel.EMAIL,
+    Channel.TELEGRAM,
+    Channel.LINE,
+    Channel.MESSENGER,
+    Channel.INSTAGRAM,
+    Channel.WECHAT,
+)
 DEFAULT_ORDER = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
 
 
@@ -195,6 +205,10 @@ def channel_block(customer: Customer, channel: Channel) -> Block | None:
         return Block("opted_out", reason)
     if channel is Channel.EMAIL and not customer.email:
         return Block("no_address", "the customer has no email address")
+    if channel.value in USER_ID_KINDS:
+        if not any(identity.kind is USER_ID_KINDS[channel.value] for identity in customer.identities):
+            return Block("no_address", f"the customer has never written on {channel.value}")
+        return None
     if channel is not Channel.EMAIL and not customer.phone:
         return Block("no_address", f"the customer has no phone number for {channel.value}")
     return None

@@ -20,6 +20,12 @@ class ConversationStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class ReplyToken(BaseModel):
+    channel: Channel
+    token: str
+    received_at: datetime
+
+
 class Customer(BaseModel):
     id: str
     conversation_id: str
@@ -41,6 +47,11 @@ class Customer(BaseModel):
     preferred_channel: Channel | None = None
     timezone: str | None = None
     quiet_hours: dict[str, str] | None = None
+    # Which provider carried the customer's latest WhatsApp message (Twilio or Meta's Cloud API):
+    # replies go back through it, since the business's number lives with that provider.
+    whatsapp_provider: str | None = None
+    # The latest unused reply token a channel gave us (LINE): replying with it is free.
+    reply_token: ReplyToken | None = None
     # Who last resolved this customer's conversation, for sticky routing.
     last_agent_id: str | None = None
     last_resolved_at: datetime | None = None
@@ -87,7 +98,12 @@ def customer_from_first_message(customer_id: str, conversation_id: str, msg: Inb
     phone = msg.sender.value if msg.sender.kind == "phone" else None
     email = msg.sender.value if msg.sender.kind == "email" else None
     names = {msg.channel.value: msg.profile_name} if msg.profile_name else {}
+    token = None
+    if msg.reply_token:
+        token = ReplyToken(channel=msg.channel, token=msg.reply_token, received_at=msg.received_at)
     return Customer(
+        whatsapp_provider=msg.provider if msg.channel is Channel.WHATSAPP else None,
+        reply_token=token,
         id=customer_id,
         conversation_id=conversation_id,
         phone=phone,

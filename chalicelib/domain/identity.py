@@ -24,6 +24,13 @@ class IdentityKind(StrEnum):
     EMAIL = "email"
     WEBCHAT = "webchat"  # an anonymous web chat visitor's id
     EXTERNAL = "external"  # the business's own customer id, from a verified web chat sign-in
+    # A chat app's own user id. Messenger and Instagram ids are page-scoped (PSID / IGSID);
+    # WhatsApp has none of its own: its user id is the phone number.
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+    TELEGRAM = "telegram"
+    LINE = "line"
+    WECHAT = "wechat"
 
 
 class Identity(BaseModel):
@@ -92,3 +99,43 @@ def phone_identity(raw: str, default_region: str = "US") -> Identity:
 
 def email_identity(raw: str) -> Identity:
     return Identity(kind=IdentityKind.EMAIL, value=normalize_email(raw))
+
+
+# The channels whose customers are known by the chat app's own user id, and the kind of that id.
+USER_ID_KINDS: dict[str, IdentityKind] = {
+    "messenger": IdentityKind.MESSENGER,
+    "instagram": IdentityKind.INSTAGRAM,
+    "telegram": IdentityKind.TELEGRAM,
+    "line": IdentityKind.LINE,
+    "wechat": IdentityKind.WECHAT,
+}
+MAX_USER_ID_CHARS = 128  # Telegram ids are 64-bit integers, LINE's 33 chars, WeChat OpenIDs 28
+_USER_ID = re.compile(r"^[\x21-\x7e]+$")
+
+
+def user_id_identity(channel: str, user_id: str) -> Identity:
+    """The identity of a chat app's user id (`telegram`, `123456789`)."""
+    kind = USER_ID_KINDS.get(channel)
+    if kind is None:
+        raise InvalidIdentity(f"'{channel}' does not identify customers by a user id")
+    value = (user_id or "").strip()
+    if not value:
+        raise InvalidIdentity(f"the {channel} user id is empty")
+    if len(value) > MAX_USER_ID_CHARS or not _USER_ID.match(value):
+        raise InvalidIdentity(f"not a {channel} user id")
+    return Identity(kind=kind, value=value)
+
+
+def channel_identity(channel: str, address: str, default_region: str = "US") -> Identity:
+    """The identity behind a channel address: a phone number for SMS and WhatsApp, an email
+    address for email, the visitor id for web chat, the user id for the chat apps."""
+    if channel in ("sms", "whatsapp", "phone"):
+        return phone_identity(address, default_region)
+    if channel == "email":
+        return email_identity(address)
+    if channel == "webchat":
+        value = (address or "").strip()
+        if not value or len(value) > MAX_USER_ID_CHARS:
+            raise InvalidIdentity("not a web chat visitor id")
+        return Identity(kind=IdentityKind.WEBCHAT, value=value)
+    return user_id_identity(channel, address)

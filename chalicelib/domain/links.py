@@ -13,6 +13,7 @@ import hmac
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote
@@ -29,6 +30,22 @@ class LinkTarget(StrEnum):
     WHATSAPP = "whatsapp"
     SMS = "sms"
     EMAIL = "email"
+    TELEGRAM = "telegram"
+    MESSENGER = "messenger"
+    LINE = "line"
+
+
+@dataclass(frozen=True)
+class InvitationAddresses:
+    """Where the business can be reached on each channel, for invitation texts (None = not set up)."""
+
+    webchat_url: str | None = None
+    whatsapp_number: str | None = None
+    sms_number: str | None = None
+    email_address: str | None = None
+    telegram_bot: str | None = None  # the bot's username, for t.me/<bot>?start=<code>
+    messenger_page: str | None = None  # the Page's username or id, for m.me/<page>?ref=<code>
+    line_basic_id: str | None = None  # the official account's basic id (@...), for a pre-filled chat
 
 
 class LinkRefused(ValueError):
@@ -120,25 +137,28 @@ def read_token(token: str, secret: str, now: datetime) -> str:
     return code
 
 
-def invitation_text(
-    link: Link,
-    *,
-    webchat_url: str | None,
-    whatsapp_number: str | None,
-    sms_number: str | None,
-    email_address: str | None,
-    business: str,
-) -> str:
-    """What the customer receives on their current channel."""
+def invitation_text(link: Link, addresses: InvitationAddresses, business: str) -> str:
+    """What the customer receives on their current channel. The chat apps' links carry the code
+    to the hub by themselves (Telegram's /start payload, Messenger's ref, a pre-filled message)."""
     code = f"LINK-{link.code}"
-    if link.target is LinkTarget.WEBCHAT and webchat_url:
-        return f"Continue your conversation with {business} securely here: {webchat_url}"
-    if link.target is LinkTarget.WHATSAPP and whatsapp_number:
-        digits = re.sub(r"\D", "", whatsapp_number)
+    target = link.target
+    if target is LinkTarget.WEBCHAT and addresses.webchat_url:
+        return f"Continue your conversation with {business} securely here: {addresses.webchat_url}"
+    if target is LinkTarget.WHATSAPP and addresses.whatsapp_number:
+        digits = re.sub(r"\D", "", addresses.whatsapp_number)
         prefill = quote(f"Hi {business}! My code is {code}")
         return f"Continue with {business} on WhatsApp: https://wa.me/{digits}?text={prefill}"
-    if link.target is LinkTarget.SMS and sms_number:
-        return f"To continue by text message, send {code} to {sms_number}."
-    if link.target is LinkTarget.EMAIL and email_address:
-        return f"To continue by email, write to {email_address} with {code} in the subject."
+    if target is LinkTarget.SMS and addresses.sms_number:
+        return f"To continue by text message, send {code} to {addresses.sms_number}."
+    if target is LinkTarget.EMAIL and addresses.email_address:
+        return f"To continue by email, write to {addresses.email_address} with {code} in the subject."
+    if target is LinkTarget.TELEGRAM and addresses.telegram_bot:
+        bot = addresses.telegram_bot.lstrip("@")
+        return f"Continue with {business} on Telegram: https://t.me/{quote(bot)}?start={code}"
+    if target is LinkTarget.MESSENGER and addresses.messenger_page:
+        return f"Continue with {business} on Messenger: https://m.me/{quote(addresses.messenger_page)}?ref={code}"
+    if target is LinkTarget.LINE and addresses.line_basic_id:
+        basic_id = quote("@" + addresses.line_basic_id.lstrip("@"))
+        prefill = quote(f"Hi {business}! My code is {code}")
+        return f"Continue with {business} on LINE: https://line.me/R/oaMessage/{basic_id}/?{prefill}"
     raise ValueError(f"the hub has no {link.target.value} address configured to invite the customer to")

@@ -15,6 +15,11 @@ class Channel(StrEnum):
     WHATSAPP = "whatsapp"
     EMAIL = "email"
     WEBCHAT = "webchat"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+    TELEGRAM = "telegram"
+    LINE = "line"
+    WECHAT = "wechat"
 
 
 class Direction(StrEnum):
@@ -95,6 +100,14 @@ class InboundMessage(BaseModel):
     email: EmailThreading | None = None
     provider_account: str | None = None
     received_at: datetime = Field(default_factory=utcnow)
+    # LINE's reply token: free to answer with, single use, valid for about a minute.
+    reply_token: str | None = None
+    # A phone number the provider vouches belongs to the sender (a Telegram user sharing their own
+    # contact): the sender's identity joins that phone's customer.
+    verified_phone: str | None = None
+    # A handoff link code the channel carried outside the text (Messenger m.me `?ref=`, a
+    # Telegram `/start` payload): redeemed like a code typed in the message.
+    link_code: str | None = None
 
     @property
     def dedupe_key(self) -> str:

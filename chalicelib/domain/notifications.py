@@ -22,7 +22,23 @@ from pydantic import BaseModel, Field
 from chalicelib.domain.consent import Block, channel_block, whatsapp_window_open
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
-from chalicelib.domain.replies import MAX_EMAIL_BODY_CHARS, MAX_TWILIO_BODY_CHARS, recipient_for
+from chalicelib.domain.replies import (
+    BODY_LIMITS,
+    CHAT_APP_PROVIDERS,
+    MAX_TWILIO_BODY_CHARS,
+    MESSAGING_WINDOW,
+    WECHAT_WINDOW,
+    WHATSAPP_CLOUD_MAX_BODY,
+    recipient_for,
+)
+
+# A proactive message may go out on these only while the customer's window is open: Meta's
+# HUMAN_AGENT tag covers an agent answering, not a notification.
+NOTIFICATION_WINDOWS = {
+    Channel.MESSENGER: MESSAGING_WINDOW,
+    Channel.INSTAGRAM: MESSAGING_WINDOW,
+    Channel.WECHAT: WECHAT_WINDOW,
+}
 
 MAX_SUBJECT_CHARS = 998
 
@@ -184,9 +200,15 @@ class Delivery:
     subject: str | None = None
     content_sid: str | None = None  # a WhatsApp template (Twilio Content API)
     content_variables: dict[str, str] | None = None
+    whatsapp_provider: str | None = None  # "meta" for customers on WhatsApp's Cloud API
+    meta_template: str | None = None  # an approved template's name (Cloud API), params in key order
 
     @property
     def provider(self) -> str:
+        if self.channel in CHAT_APP_PROVIDERS:
+            return CHAT_APP_PROVIDERS[self.channel]
+        if self.channel is Channel.WHATSAPP and self.whatsapp_provider == "meta":
+            return "meta"
         return "sendgrid" if self.channel is Channel.EMAIL else "twilio"
 
 
@@ -207,7 +229,35 @@ def plan_delivery(
         return block
     recipient = recipient_for(channel, customer)
     template = notification.template
-    if channel is Channel.WHATSAPP:
+    through_meta = channel is Channel.WHATSAPP and customer.whatsapp_provider == "meta"
+    if through_meta:
+        recipient = customer.phone or recipient
+    if channel in NOTIFICATION_WINDOWS and check_window:
+        last = customer.last_inbound_by_channel.get(channel.value)
+        if last is None or now - last > NOTIFICATION_WINDOWS[channel]:
+            hours = int(NOTIFICATION_WINDOWS[channel].total_seconds() // 3600)
+            return Block(
+                "messaging_window_closed",
+                f"{channel.value} allows a business to write only within {hours} hours of the customer's last message",
+            )
+    if through_meta and template is not None and not whatsapp_window_open(customer, now):
+        preview = catalog.text.get(template.name)
+        body = _render_or_none(preview.text, template.params) if preview else None
+        return Delivery(
+            channel,
+            recipient,
+            body or f"[WhatsApp template '{template.name}']",
+            content_variables=dict(template.params),
+            whatsapp_provider="meta",
+            meta_template=template.name,
+        )
+    if through_meta and check_window and not whatsapp_window_open(customer, now):
+        return Block(
+            "whatsapp_window_closed",
+            "the customer is outside WhatsApp's 24-hour window, so only an approved template can be sent; "
+            "give a 'template' with the template's name in WhatsApp Manager",
+        )
+    if channel is Channel.WHATSAPP and not through_meta:
         if template is not None and template.name in catalog.whatsapp:
             preview = catalog.text.get(template.name)
             body = _render_or_none(preview.text, template.params) if preview else None
@@ -234,12 +284,18 @@ def plan_delivery(
     if isinstance(content, Block):
         return content
     body, subject = content
-    limit = MAX_EMAIL_BODY_CHARS if channel is Channel.EMAIL else MAX_TWILIO_BODY_CHARS
+    limit = WHATSAPP_CLOUD_MAX_BODY if through_meta else BODY_LIMITS.get(channel, MAX_TWILIO_BODY_CHARS)
     if len(body) > limit:
         return Block(
             "body_too_long", f"a {channel.value} message holds at most {limit} characters; this one has {len(body)}"
         )
-    return Delivery(channel, recipient, body, subject=subject if channel is Channel.EMAIL else None)
+    return Delivery(
+        channel,
+        recipient,
+        body,
+        subject=subject if channel is Channel.EMAIL else None,
+        whatsapp_provider="meta" if through_meta else None,
+    )
 
 
 def _render_or_none(text: str, params: dict[str, str]) -> str | None:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.customers import Customer
-from chalicelib.domain.identity import IdentityKind
+from chalicelib.domain.identity import USER_ID_KINDS, IdentityKind
 from chalicelib.domain.messages import Channel, DeliveryStatus, EmailThreading
 
 SUPPORTED_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
@@ -30,6 +30,42 @@ MAX_MEDIA = 10  # Twilio sends at most 10 media per message (error 21623)
 WHATSAPP_WINDOW = timedelta(hours=24)
 MAX_REFERENCES = 20  # enough for any client to thread; keeps the header short (RFC 5322 §3.6.4)
 WHATSAPP_PREFIX = "whatsapp:"
+
+# Chat apps that know the customer by their own user id, and what each allows in a reply.
+CHAT_APP_CHANNELS = (Channel.MESSENGER, Channel.INSTAGRAM, Channel.TELEGRAM, Channel.LINE, Channel.WECHAT)
+CHAT_APP_PROVIDERS = {
+    Channel.MESSENGER: "meta",
+    Channel.INSTAGRAM: "meta",
+    Channel.TELEGRAM: "telegram",
+    Channel.LINE: "line",
+    Channel.WECHAT: "wechat",
+}
+BODY_LIMITS = {
+    Channel.EMAIL: MAX_EMAIL_BODY_CHARS,
+    Channel.WEBCHAT: MAX_WEBCHAT_BODY_CHARS,
+    Channel.MESSENGER: 2000,  # Messenger Send API text limit
+    Channel.INSTAGRAM: 1000,  # Instagram messaging text limit
+    Channel.TELEGRAM: 4096,  # sendMessage text limit
+    Channel.LINE: 5000,  # LINE text message limit
+    Channel.WECHAT: 2000,  # customer service text messages are limited to 2048 bytes of UTF-8 text
+}
+WHATSAPP_CLOUD_MAX_BODY = 4096
+# Media per reply: the chat apps take one attachment per message (the channel module sends the
+# text as its caption or right after it); WeChat gets links, as it needs uploaded media ids.
+MEDIA_LIMITS = {
+    Channel.MESSENGER: 1,
+    Channel.INSTAGRAM: 1,
+    Channel.TELEGRAM: 1,
+    Channel.LINE: 1,
+}
+# Meta's standard messaging window, and how long after it a human agent may still answer with
+# the HUMAN_AGENT tag (Messenger and Instagram). WeChat allows customer service messages for 48 h.
+MESSAGING_WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+HUMAN_AGENT_TAG = "HUMAN_AGENT"
+WECHAT_WINDOW = timedelta(hours=48)
+# LINE reply tokens are single use and must be used soon after the event; older ones are not tried.
+LINE_REPLY_TOKEN_TTL = timedelta(seconds=50)
 
 _REPLY_PREFIX = re.compile(r"^\s*re\s*(\[\d+\])?\s*:", re.IGNORECASE)
 
@@ -86,16 +122,23 @@ class InboundEmail:
 @dataclass(frozen=True)
 class ReplyPlan:
     channel: Channel
-    recipient: str  # E.164, whatsapp:+E.164, or an email address
+    recipient: str  # E.164, whatsapp:+E.164, an email address, or a chat app's user id
     body: str
     media_urls: list[str] = field(default_factory=list)
     subject: str | None = None
     email: EmailThreading | None = None
+    whatsapp_provider: str | None = None  # "meta" when the customer writes through the Cloud API
+    message_tag: str | None = None  # Messenger/Instagram after the 24-hour window
+    reply_token: str | None = None  # LINE: a fresh reply token (else the message is pushed)
 
     @property
     def provider(self) -> str:
         if self.channel is Channel.WEBCHAT:
             return "webchat"
+        if self.channel in CHAT_APP_PROVIDERS:
+            return CHAT_APP_PROVIDERS[self.channel]
+        if self.channel is Channel.WHATSAPP and self.whatsapp_provider == "meta":
+            return "meta"
         return "sendgrid" if self.channel is Channel.EMAIL else "twilio"
 
 
@@ -105,11 +148,20 @@ def webchat_identity(customer: Customer) -> str | None:
     return found[-1] if found else None
 
 
+def user_id_for(channel: Channel, customer: Customer) -> str | None:
+    """The customer's latest user id on a chat app, if they have one."""
+    kind = USER_ID_KINDS.get(channel.value)
+    found = [identity.value for identity in customer.identities if identity.kind is kind]
+    return found[-1] if found else None
+
+
 def channels_for(customer: Customer) -> tuple[Channel, ...]:
     """The channels a reply to this customer can go on."""
+    channels = list(SUPPORTED_CHANNELS)
     if webchat_identity(customer) is not None or Channel.WEBCHAT.value in customer.last_inbound_by_channel:
-        return (*SUPPORTED_CHANNELS, Channel.WEBCHAT)
-    return SUPPORTED_CHANNELS
+        channels.append(Channel.WEBCHAT)
+    channels.extend(channel for channel in CHAT_APP_CHANNELS if user_id_for(channel, customer) is not None)
+    return tuple(channels)
 
 
 def choose_channel(requested: str | None, customer: Customer) -> Channel:
@@ -134,6 +186,15 @@ def recipient_for(channel: Channel, customer: Customer) -> str:
     """The customer's address on the channel; refused when the customer has none."""
     if channel is Channel.WEBCHAT:
         return webchat_identity(customer) or customer.id
+    if channel in CHAT_APP_CHANNELS:
+        user_id = user_id_for(channel, customer)
+        if user_id is None:
+            raise Refused(
+                422,
+                "no_address_for_channel",
+                f"the customer has never written on {channel.value}; reply on another channel",
+            )
+        return user_id
     if channel is Channel.EMAIL:
         if not customer.email:
             raise Refused(
@@ -178,21 +239,60 @@ def check_whatsapp_window(customer: Customer, now: datetime) -> None:
         )
 
 
-def check_content(channel: Channel, body: str, media_urls: list[str], subject: str | None) -> None:
+def check_content(
+    channel: Channel, body: str, media_urls: list[str], subject: str | None, provider: str | None = None
+) -> None:
     if not body.strip() and not media_urls:
         raise Refused(400, "invalid_request", "give a non-empty 'body' or at least one of 'media_urls'")
-    limits = {Channel.EMAIL: MAX_EMAIL_BODY_CHARS, Channel.WEBCHAT: MAX_WEBCHAT_BODY_CHARS}
-    limit = limits.get(channel, MAX_TWILIO_BODY_CHARS)
+    limit = BODY_LIMITS.get(channel, MAX_TWILIO_BODY_CHARS)
+    if channel is Channel.WHATSAPP and provider == "meta":
+        limit = WHATSAPP_CLOUD_MAX_BODY
     if len(body) > limit:
         raise Refused(
             422, "body_too_long", f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}"
         )
-    if len(media_urls) > MAX_MEDIA:
-        raise Refused(422, "too_many_media", f"at most {MAX_MEDIA} media per message")
+    media_limit = MEDIA_LIMITS.get(channel, 1 if provider == "meta" else MAX_MEDIA)
+    if len(media_urls) > media_limit:
+        raise Refused(422, "too_many_media", f"at most {media_limit} media per {channel.value} message")
     if subject is not None and channel is not Channel.EMAIL:
         raise Refused(
             422, "subject_not_supported", f"a subject is only sent by email, and this reply goes by {channel.value}"
         )
+
+
+def messaging_tag(channel: Channel, customer: Customer, now: datetime) -> str | None:
+    """Messenger and Instagram: no tag inside the 24-hour window, HUMAN_AGENT up to 7 days after
+    the customer's last message, refused after that."""
+    last = customer.last_inbound_by_channel.get(channel.value)
+    if last is not None and now - last <= MESSAGING_WINDOW:
+        return None
+    if last is not None and now - last <= HUMAN_AGENT_WINDOW:
+        return HUMAN_AGENT_TAG
+    when = f"last wrote at {last.isoformat()}" if last else "has never written"
+    raise Refused(
+        422,
+        "messaging_window_closed",
+        f"the customer {when} on {channel.value}; a human agent may answer only within 7 days of "
+        "the customer's last message",
+    )
+
+
+def check_wechat_window(customer: Customer, now: datetime) -> None:
+    last = customer.last_inbound_by_channel.get(Channel.WECHAT.value)
+    if last is None or now - last > WECHAT_WINDOW:
+        raise Refused(
+            422,
+            "messaging_window_closed",
+            "WeChat allows customer service messages only within 48 hours of the customer's last message",
+        )
+
+
+def fresh_reply_token(channel: Channel, customer: Customer, now: datetime) -> str | None:
+    """A reply token for this channel young enough to be worth trying (it is used at most once)."""
+    token = customer.reply_token
+    if token is None or token.channel is not channel or now - token.received_at > LINE_REPLY_TOKEN_TTL:
+        return None
+    return token.token
 
 
 def reply_subject(given: str | None, their_subject: str | None) -> str:
@@ -242,12 +342,28 @@ def plan_reply(
     latest_email: InboundEmail | None = None,
 ) -> ReplyPlan:
     """Check everything that can be checked before sending, and say exactly what to send."""
-    check_content(channel, body, media_urls, subject)
+    whatsapp_provider = customer.whatsapp_provider if channel is Channel.WHATSAPP else None
+    check_content(channel, body, media_urls, subject, whatsapp_provider)
     recipient = recipient_for(channel, customer)
     if channel is Channel.WHATSAPP:
         check_whatsapp_window(customer, now)
+        if whatsapp_provider == "meta":
+            recipient = customer.phone or recipient
+    tag = None
+    if channel in (Channel.MESSENGER, Channel.INSTAGRAM):
+        tag = messaging_tag(channel, customer, now)
+    if channel is Channel.WECHAT:
+        check_wechat_window(customer, now)
     if channel is not Channel.EMAIL:
-        return ReplyPlan(channel=channel, recipient=recipient, body=body, media_urls=list(media_urls))
+        return ReplyPlan(
+            channel=channel,
+            recipient=recipient,
+            body=body,
+            media_urls=list(media_urls),
+            whatsapp_provider=whatsapp_provider,
+            message_tag=tag,
+            reply_token=fresh_reply_token(channel, customer, now),
+        )
     return ReplyPlan(
         channel=channel,
         recipient=recipient,

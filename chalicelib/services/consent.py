@@ -187,31 +187,24 @@ def _announce_customer(customer: Customer) -> None:
 
 
 def _confirm(customer: Customer, conversation: Conversation, inbound: Message, text: str, now: datetime) -> None:
-    from chalicelib.channels import twilio
+    from chalicelib.channels import registry
     from chalicelib.services.replies import reply_settings
 
     config = reply_settings()
-    missing = config.missing_for(inbound.channel)
+    provider = inbound.provider or "twilio"
+    missing = config.missing_for(inbound.channel, provider)
     if missing:
         logger.warning("consent confirmation not sent: set " + ", ".join(missing))
         return
     if not store.claim_once(CONFIRMATION_PURPOSE, inbound.id, now):
         return  # confirmed by an earlier delivery of this message
     recipient = recipient_for(inbound.channel, customer)
-    service = config.twilio_messaging_service_sid
     message_id = new_id("msg")
     try:
-        sent = twilio.send_message(
-            account_sid=config.twilio_account_sid,
-            auth_token=config.twilio_auth_token,
-            to=recipient,
-            body=text,
-            from_=None if service else _sender(inbound, config),
-            messaging_service_sid=service or None,
-            status_callback=config.status_callback_url,
-            api_base_url=config.twilio_api_base_url,
-            timeout=config.provider_timeout_seconds,
-        )
+        if registry.has_sender(provider):  # WhatsApp through Meta's Cloud API: answered through it
+            sent = _send_chat_app_confirmation(provider, inbound, recipient, text, message_id, config)
+        else:
+            sent = _send_twilio_confirmation(inbound, recipient, text, config)
     except ProviderUnavailable as exc:
         store.release_once(CONFIRMATION_PURPOSE, inbound.id)
         raise Unavailable(f"the consent confirmation could not be sent ({exc.reason}); retry") from exc
@@ -234,7 +227,42 @@ def _confirm(customer: Customer, conversation: Conversation, inbound: Message, t
     if message.provider_message_id:
         from chalicelib.services.delivery_status import catch_up
 
-        catch_up("twilio", message.provider_message_id)  # statuses that beat the recording
+        catch_up(provider, message.provider_message_id)  # statuses that beat the recording
+
+
+def _send_twilio_confirmation(inbound: Message, recipient: str, text: str, config: Any) -> Any:
+    from chalicelib.channels import twilio
+
+    service = config.twilio_messaging_service_sid
+    return twilio.send_message(
+        account_sid=config.twilio_account_sid,
+        auth_token=config.twilio_auth_token,
+        to=recipient,
+        body=text,
+        from_=None if service else _sender(inbound, config),
+        messaging_service_sid=service or None,
+        status_callback=config.status_callback_url,
+        api_base_url=config.twilio_api_base_url,
+        timeout=config.provider_timeout_seconds,
+    )
+
+
+def _send_chat_app_confirmation(
+    provider: str, inbound: Message, recipient: str, text: str, message_id: str, config: Any
+) -> Any:
+    from chalicelib.channels import registry
+    from chalicelib.channels.base import Outgoing
+
+    if inbound.channel is Channel.WHATSAPP:
+        recipient = recipient.removeprefix("whatsapp:")
+    outgoing = Outgoing(
+        channel=inbound.channel.value,
+        recipient=recipient,
+        body=text,
+        hub_message_id=message_id,
+        timeout=config.provider_timeout_seconds,
+    )
+    return registry.sender(provider).send(outgoing)
 
 
 def _sender(inbound: Message, config: Any) -> str:
@@ -260,7 +288,7 @@ def _confirmation(
         body=text,
         status=status,
         created_at=id_datetime(message_id),
-        provider="twilio",
+        provider=inbound.provider or "twilio",
         recipient_address=recipient,
     )
 

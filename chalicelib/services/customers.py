@@ -10,24 +10,33 @@ from typing import Any
 from chalicelib.api.models import CustomerPatch
 from chalicelib.config import settings
 from chalicelib.domain.customers import Conversation, Customer
-from chalicelib.domain.identity import Identity, IdentityKind, email_identity, phone_identity
-from chalicelib.domain.messages import Message, utcnow
+from chalicelib.domain.identity import Identity, IdentityKind, channel_identity, email_identity, phone_identity
+from chalicelib.domain.messages import Channel, Message, utcnow
 from chalicelib.services.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from chalicelib.store import customers as customer_store
 from chalicelib.store import thread
 
 MAX_PAGE = 200
+LOOKUP_CHANNELS = tuple(channel.value for channel in Channel)
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-def find_customer(phone: str | None = None, email: str | None = None) -> Customer | None:
-    """The customer an identity belongs to, from any form of the phone number or email."""
+def find_customer(
+    phone: str | None = None, email: str | None = None, channel: str | None = None, address: str | None = None
+) -> Customer | None:
+    """The customer an identity belongs to: any form of a phone number or email address, or a
+    channel and the customer's address on it (`telegram` and a user id, `messenger` and a PSID)."""
     if phone is not None:
         identity = phone_identity(phone, settings().default_phone_region)
     elif email is not None:
         identity = email_identity(email)
+    elif channel is not None and address is not None:
+        name = channel.strip().lower()
+        if name not in LOOKUP_CHANNELS:
+            raise InvalidRequest(f"unknown channel '{channel[:40]}'; use one of {', '.join(LOOKUP_CHANNELS)}")
+        identity = channel_identity(name, address, settings().default_phone_region)
     else:
-        raise InvalidRequest("give 'phone' or 'email' to look a customer up")
+        raise InvalidRequest("give 'phone', 'email', or 'channel' and 'address' to look a customer up")
     ref = thread.find_identity(identity)
     return customer_store.get_customer(ref.customer_id) if ref else None
 

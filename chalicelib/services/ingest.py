@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from chalicelib import metrics
 from chalicelib.domain.customers import (
     Conversation,
     customer_from_first_message,
@@ -43,6 +44,7 @@ class IngestResult:
 def ingest(msg: InboundMessage) -> IngestResult:
     notice = _redeem_link_code(msg)
     result = _store(msg)
+    metrics.inbound_message(msg.channel, duplicate=result.duplicate)
     if notice:
         result = IngestResult(**{**result.__dict__, "notice": notice})
     _enqueue(msg, result)
@@ -65,7 +67,11 @@ def _redeem_link_code(msg: InboundMessage) -> str | None:
     is filed, so it lands in that customer's thread. Costs nothing for messages without a code."""
     from chalicelib.domain.links import find_code
 
-    if find_code(msg.body) is None and find_code(msg.subject or "") is None:
+    if msg.verified_phone:
+        from chalicelib.services import verified_contacts
+
+        verified_contacts.bind(msg)
+    if msg.link_code is None and find_code(msg.body) is None and find_code(msg.subject or "") is None:
         return None
     from chalicelib.services import links
 
@@ -96,7 +102,7 @@ def _store(msg: InboundMessage) -> IngestResult:
                 thread.create_customer_with_message(msg.sender, customer, conversation, message)
                 return IngestResult(message.id, customer.id, customer.conversation_id, new_customer=True)
             message = inbound_thread_message(message_id, ref.customer_id, ref.conversation_id, msg)
-            thread.append_inbound(ref, message, msg.profile_name)
+            thread.append_inbound(ref, message, msg.profile_name, msg.reply_token)
             return IngestResult(message.id, ref.customer_id, ref.conversation_id)
         except thread.IdentityTaken:
             continue  # a concurrent first message created the customer: join it

@@ -14,6 +14,7 @@ from chalicelib.config import secret, settings
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import id_datetime, new_id
 from chalicelib.domain.links import (
+    InvitationAddresses,
     Link,
     LinkRefused,
     LinkTarget,
@@ -72,14 +73,17 @@ def create_link(
         token = sign_token(link.code, link.expires_at, _link_secret())
         url = f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
     try:
-        text = invitation_text(
-            link,
+        hub = settings()
+        addresses = InvitationAddresses(
             webchat_url=url,
-            whatsapp_number=config.twilio_whatsapp_from or None,
+            whatsapp_number=config.twilio_whatsapp_from or hub.meta_whatsapp_number or None,
             sms_number=config.twilio_sms_from or None,
             email_address=config.sendgrid_from_email or None,
-            business=os.environ.get("BUSINESS_NAME", "us"),
+            telegram_bot=hub.telegram_bot_username or None,
+            messenger_page=hub.meta_page_username or hub.meta_page_id or None,
+            line_basic_id=hub.line_basic_id or None,
         )
+        text = invitation_text(link, addresses, business=os.environ.get("BUSINESS_NAME", "us"))
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     request: dict[str, Any] = {"body": text, "agent_id": agent_id}
@@ -148,7 +152,7 @@ def redeem(code: str, identity: Identity, channel: Channel) -> Link:
 
 def redeem_from_message(msg: InboundMessage) -> str | None:
     """Redeem a code an inbound message carries. Returns a notice for the customer when refused."""
-    code = find_code(msg.body) or find_code(msg.subject or "")
+    code = find_code(msg.link_code or "") or find_code(msg.body) or find_code(msg.subject or "")
     if code is None:
         return None
     try:

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chalicelib import metrics
 from chalicelib.api.notification_models import CustomerRef, NotificationRequest, notification_view
 from chalicelib.api.reply_models import validation_problem
 from chalicelib.domain.consent import Block, default_channels, quiet_hours_end
@@ -386,7 +387,7 @@ def _plan(
     )
     if isinstance(plan, Block):
         return plan
-    missing = reply_settings().missing_for(channel)
+    missing = reply_settings().missing_for(channel, plan.provider)
     if channel is Channel.EMAIL:
         from chalicelib.services.consent import consent_settings
 
@@ -567,7 +568,26 @@ def _announce(customer: Customer, conversation: Conversation, message: Message, 
     events.emit_many([("message.created", data, message.id)])
 
 
+@metrics.counts_sends
 def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> SentMessage:
+    from chalicelib.channels import registry
+
+    if registry.has_sender(plan.provider):
+        from chalicelib.channels.base import Outgoing
+        from chalicelib.config import settings
+
+        params = plan.content_variables or {}
+        outgoing = Outgoing(
+            channel=plan.channel.value,
+            recipient=plan.recipient,
+            body=plan.body,
+            hub_message_id=message_id,
+            timeout=config.provider_timeout_seconds,
+            template=plan.meta_template,
+            template_language=settings().meta_whatsapp_template_language if plan.meta_template else None,
+            template_parameters=tuple(params[key] for key in sorted(params, key=_parameter_order)),
+        )
+        return registry.sender(plan.provider).send(outgoing)
     if plan.channel is Channel.EMAIL:
         from chalicelib.services.consent import unsubscribe_footer, unsubscribe_headers
 
@@ -604,6 +624,11 @@ def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> S
         api_base_url=config.twilio_api_base_url,
         timeout=config.provider_timeout_seconds,
     )
+
+
+def _parameter_order(key: str) -> tuple[int, str]:
+    """Template parameters {{1}}, {{2}}, ... in number order (`10` after `9`), named ones after."""
+    return (int(key), "") if key.isdigit() else (1 << 30, key)
 
 
 # Until channels/twilio.send_message takes content_sid/content_variables and channels/sendgrid

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chalicelib import metrics
 from chalicelib.api.models import agent_view, conversation_view, customer_view, message_view
 from chalicelib.api.reply_models import ReplyRequest, validation_problem
 from chalicelib.domain.agents import Agent
@@ -86,10 +87,14 @@ class ReplySettings:
     def status_callback_url(self) -> str:
         return self.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
 
-    def missing_for(self, channel: Channel) -> list[str]:
-        """The settings a send on `channel` needs that are not set."""
+    def missing_for(self, channel: Channel, provider: str | None = None) -> list[str]:
+        """The settings a send on `channel` (through `provider`) needs that are not set."""
         if channel is Channel.WEBCHAT:
             return []  # the hub's own channel: nothing leaves the hub
+        from chalicelib.channels import registry
+
+        if provider and registry.has_sender(provider):
+            return list(registry.sender(provider).missing_settings(channel.value))
         if channel is Channel.EMAIL:
             from chalicelib.config import secret
 
@@ -252,7 +257,7 @@ def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: _Cla
             now=now,
             latest_email=latest,
         )
-        missing = config.missing_for(channel)
+        missing = config.missing_for(channel, plan.provider)
         if missing:
             raise Refused(
                 503, "channel_not_configured", f"{channel.value} replies are not configured: set {', '.join(missing)}"
@@ -360,7 +365,12 @@ def _latest_email(context: _Context) -> InboundEmail | None:
     return InboundEmail(subject=latest.subject, threading=latest.email) if latest else None
 
 
+@metrics.counts_sends
 def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer) -> SentMessage:
+    from chalicelib.channels import registry
+
+    if registry.has_sender(plan.provider):
+        return _send_chat_app(plan, config, message_id, customer)
     if plan.channel is Channel.WEBCHAT:
         # No provider: storing the message is sending it (the visitor's page polls the thread).
         # "sent" until a poll hands it to the page, which makes it "delivered" (services/webchat.py).
@@ -409,6 +419,26 @@ def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Cus
     )
 
 
+def _send_chat_app(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer) -> SentMessage:
+    from chalicelib.channels import registry
+    from chalicelib.channels.base import Outgoing
+    from chalicelib.store.customers import take_reply_token
+
+    # A reply token is single use: claim it first, so two replies never both try it.
+    token = plan.reply_token if plan.reply_token and take_reply_token(customer.id, plan.reply_token) else None
+    outgoing = Outgoing(
+        channel=plan.channel.value,
+        recipient=plan.recipient,
+        body=plan.body,
+        hub_message_id=message_id,
+        media_urls=tuple(plan.media_urls),
+        timeout=config.provider_timeout_seconds,
+        message_tag=plan.message_tag,
+        reply_token=token,
+    )
+    return registry.sender(plan.provider).send(outgoing)
+
+
 def _twilio_sender(channel: Channel, config: ReplySettings) -> str:
     if channel is Channel.WHATSAPP:
         return whatsapp_address(config.twilio_whatsapp_from)
@@ -454,6 +484,8 @@ def _failed_message(
 ) -> Message:
     if plan.channel is Channel.EMAIL:
         sender: str | None = config.sendgrid_from_email
+    elif plan.provider != "twilio":
+        sender = None
     else:
         sender = None if config.twilio_messaging_service_sid else _twilio_sender(plan.channel, config)
     return Message(

@@ -94,3 +94,18 @@ def save_profile(
     stored = get_customer(after.id)
     assert stored is not None
     return stored
+
+
+def take_reply_token(customer_id: str, token: str) -> bool:
+    """Claim a reply token for one send: it is single use, so of two replies only one gets it."""
+    try:
+        table.update(
+            keys.customer_key(customer_id),
+            "REMOVE reply_token",
+            {"#token": "token"},
+            {":token": token},
+            condition="reply_token.#token = :token",
+        )
+    except table.ConditionFailed:
+        return False
+    return True

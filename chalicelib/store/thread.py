@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import is_id
-from chalicelib.domain.messages import STATUS_RANK, Message, StatusUpdate
+from chalicelib.domain.messages import STATUS_RANK, Channel, Message, StatusUpdate
 from chalicelib.store import keys, table
 from chalicelib.store.table import ConditionFailed, TransactionCancelled
 
@@ -137,7 +137,9 @@ def create_customer_with_message(
         raise
 
 
-def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None) -> None:
+def append_inbound(
+    ref: ThreadRef, message: Message, profile_name: str | None, reply_token: str | None = None
+) -> None:
     """Add an inbound message to a known customer's thread, with its counters, in one transaction."""
     at = message.created_at.isoformat()
     conversation_update = table.update_op(
@@ -152,6 +154,12 @@ def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None) -
     )
     customer_names: dict[str, str] = {"#inbound_ch": message.channel.value}
     customer_values: dict[str, Any] = {":ch": message.channel.value, ":at": at}
+    if message.channel is Channel.WHATSAPP:
+        customer_expression += ", whatsapp_provider = :provider"
+        customer_values[":provider"] = message.provider
+    if reply_token:
+        customer_expression += ", reply_token = :token"
+        customer_values[":token"] = {"channel": message.channel.value, "token": reply_token, "received_at": at}
     if profile_name:
         customer_expression += ", provider_names.#channel = :name"
         customer_names["#channel"] = message.channel.value

@@ -86,7 +86,7 @@ def test_a_request_names_one_customer_reference_and_something_to_send() -> None:
         {"customer": {"phone": "+1", "email": "a@b.co"}, "text": "Hi"},
         {"customer": {"id": "cus_x"}},
         {"customer": {"id": "cus_x"}, "text": "   "},
-        {"customer": {"id": "cus_x"}, "text": "Hi", "channels": ["telegram"]},
+        {"customer": {"id": "cus_x"}, "text": "Hi", "channels": ["fax"]},
         {"customer": {"id": "cus_x"}, "text": "Hi", "channels": ["sms", "SMS"]},
         {"customer": {"id": "cus_x"}, "text": "Hi", "channels": []},
         {"customer": {"id": "cus_x"}, "text": "Hi", "priority": "high"},
@@ -219,3 +219,48 @@ def test_the_view_and_the_timer_message() -> None:
         "type": "notification_due",
         "notification_id": held.id,
     }
+
+
+# --- Chat apps -------------------------------------------------------------------------------------
+
+
+def chat_customer(**fields: Any) -> Customer:
+    identities = [{"kind": "telegram", "value": "42"}, {"kind": "messenger", "value": "PSID-9"}]
+    return customer(identities=identities, **fields)
+
+
+def test_telegram_and_line_take_notifications_at_any_time() -> None:
+    sent = plan(notification(text="Your order shipped"), chat_customer(), Channel.TELEGRAM)
+    assert isinstance(sent, Delivery)
+    assert (sent.provider, sent.recipient, sent.body) == ("telegram", "42", "Your order shipped")
+    assert plan(notification(text="Hi"), customer(), Channel.LINE) == Block(
+        "no_address", "the customer has never written on line"
+    )
+
+
+def test_messenger_and_wechat_notifications_only_inside_the_customers_window() -> None:
+    recent = chat_customer(last_inbound_by_channel={"messenger": NOW - timedelta(hours=3)})
+    assert isinstance(plan(notification(text="Hi"), recent, Channel.MESSENGER), Delivery)
+    late = chat_customer(last_inbound_by_channel={"messenger": NOW - timedelta(hours=30)})
+    blocked = plan(notification(text="Hi"), late, Channel.MESSENGER)
+    assert isinstance(blocked, Block) and blocked.code == "messaging_window_closed"
+
+
+def test_whatsapp_cloud_customers_get_meta_templates_outside_the_window() -> None:
+    cloud = customer(whatsapp_provider="meta", last_inbound_by_channel={"whatsapp": NOW - timedelta(days=3)})
+    templated = notification(template={"name": "order_ready", "params": {"2": "42", "1": "Ada", "10": "x"}})
+    sent = plan(templated, cloud, Channel.WHATSAPP)
+    assert isinstance(sent, Delivery)
+    assert (sent.provider, sent.meta_template, sent.recipient) == ("meta", "order_ready", "+15017122661")
+    assert sent.content_sid is None and sent.content_variables == {"2": "42", "1": "Ada", "10": "x"}
+    blocked = plan(notification(text="free text"), cloud, Channel.WHATSAPP)
+    assert isinstance(blocked, Block) and blocked.code == "whatsapp_window_closed"
+    inside = customer(whatsapp_provider="meta", last_inbound_by_channel={"whatsapp": NOW - timedelta(hours=1)})
+    free = plan(notification(text="free text"), inside, Channel.WHATSAPP)
+    assert isinstance(free, Delivery) and (free.provider, free.meta_template) == ("meta", None)
+
+
+def test_template_parameters_go_in_number_order() -> None:
+    from chalicelib.services.notifications import _parameter_order
+
+    assert sorted(["10", "2", "name", "1"], key=_parameter_order) == ["1", "2", "10", "name"]
