@@ -64,6 +64,7 @@ MESSAGING_WINDOW = timedelta(hours=24)
 HUMAN_AGENT_WINDOW = timedelta(days=7)
 HUMAN_AGENT_TAG = "HUMAN_AGENT"
 WECHAT_WINDOW = timedelta(hours=48)
+WECHAT_MAX_TEXT_BYTES = 2048
 # LINE reply tokens are single use and must be used soon after the event; older ones are not tried.
 LINE_REPLY_TOKEN_TTL = timedelta(seconds=50)
 
@@ -251,6 +252,10 @@ def check_content(
         raise Refused(
             422, "body_too_long", f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}"
         )
+    if channel is Channel.WECHAT and len(email_text(body, media_urls).encode("utf-8")) > WECHAT_MAX_TEXT_BYTES:
+        # WeChat counts UTF-8 bytes (error 45002), and media go out as links in the text
+        limit_text = f"a wechat message holds at most {WECHAT_MAX_TEXT_BYTES} bytes of text, links included"
+        raise Refused(422, "body_too_long", limit_text)
     media_limit = MEDIA_LIMITS.get(channel, 1 if provider == "meta" else MAX_MEDIA)
     if len(media_urls) > media_limit:
         raise Refused(422, "too_many_media", f"at most {media_limit} media per {channel.value} message")

@@ -123,3 +123,10 @@ def test_channel_identities_are_read_from_a_channel_and_an_address() -> None:
     for channel, address in (("telegram", ""), ("telegram", "a b"), ("line", "x" * 129), ("fax", "1")):
         with pytest.raises(InvalidIdentity):
             channel_identity(channel, address)
+
+
+def test_wechat_counts_utf8_bytes_with_media_links_included() -> None:
+    assert plan(Channel.WECHAT, customer(), body="好" * 682)  # 2046 bytes
+    assert refused(Channel.WECHAT, customer(), body="好" * 700).code == "body_too_long"
+    links = ["https://example.com/" + "a" * 40] * 2
+    assert refused(Channel.WECHAT, customer(), body="x" * 1980, media=links).code == "body_too_long"
