@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib import metrics
 from chalicelib.observability import with_lambda_context
 from chalicelib.services import crm_delivery
 
@@ -28,5 +29,6 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
 
 
 @with_lambda_context
+@metrics.flushed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

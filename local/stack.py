@@ -92,6 +92,7 @@ class LocalStack:
         for name, default in LOCAL_DEFAULTS.items():
             values[name] = os.environ.get(name) or default
         values["PUBLIC_BASE_URL"] = os.environ.get("PUBLIC_BASE_URL") or f"http://{self.host}:{self.port}"
+        values["POWERTOOLS_METRICS_DISABLED"] = os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")  # EMF: noise here
         values.update(self.environ)
         os.environ.update(values)
         self.settings = values

@@ -11,6 +11,7 @@ from typing import Any
 
 from chalice import Response
 
+from chalicelib import metrics
 from chalicelib.http.errors import ApiError, error_response
 from chalicelib.observability import logger
 
@@ -100,4 +101,5 @@ def edge(request: Any, get_response: Callable[[Any], Response]) -> Response:
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
+    metrics.flush()  # EMF lines for what this request measured (stdout; never raises)
     return response

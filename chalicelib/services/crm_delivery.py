@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib import aws
+from chalicelib import aws, metrics
 from chalicelib.config import settings
 from chalicelib.domain.events import CrmEvent, WebhookEndpoint, payload
 from chalicelib.observability import logger
@@ -168,6 +168,7 @@ def _attempt(endpoint: WebhookEndpoint, event: CrmEvent, attempt: int) -> None:
         logger.info("crm event delivered", extra=log)
         return
     error = outcome.error or "failed"
+    metrics.webhook_delivery_failed()
     if _note(store.record_failure, endpoint.id, now, error) is False:
         logger.info("endpoint deleted; delivery dropped", extra={**log, "error": error})
         return
@@ -177,6 +178,7 @@ def _attempt(endpoint: WebhookEndpoint, event: CrmEvent, attempt: int) -> None:
         logger.warning("crm event delivery failed; retry queued", extra={**log, "error": error, "retry_in": delay})
         return
     _dead_letter(endpoint, event, attempt, error)
+    metrics.webhook_delivery_failed(dead_lettered=True)
     logger.error("crm event delivery failed for good; dead-lettered", extra={**log, "error": error})
 
 

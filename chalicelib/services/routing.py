@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chalicelib import queue
+from chalicelib import metrics, queue
 from chalicelib.api.models import agent_view, conversation_view, customer_view, message_view, offer_view
 from chalicelib.domain.agents import Agent, AgentStatus
 from chalicelib.domain.customers import Conversation, ConversationStatus, Customer
@@ -228,6 +228,7 @@ def _offer(task: Task, agent: Agent, now: datetime) -> dict[str, Any] | None:
         ]
     )
     logger.info("offer created", extra={"offer_id": offer_id, "agent_id": agent.id, "queue": task.queue})
+    metrics.assignment_latency(task.enqueued_at, now)
     if agent.auto_accept:
         accept_offer(offer_id)
     return offer
@@ -369,7 +370,8 @@ def expire_offer(offer_id: str) -> None:
     if datetime.fromisoformat(offer["expires_at"]) > utcnow():
         timers.schedule(OfferTimeout(offer_id=offer_id), datetime.fromisoformat(offer["expires_at"]))
         return
-    _release(offer_id, "expired", exclude_agent=True)
+    if _release(offer_id, "expired", exclude_agent=True) is not None:
+        metrics.offer_expired()
 
 
 # --- Agents -------------------------------------------------------------------------------------------
