@@ -25,6 +25,19 @@ LOCAL_DEFAULTS = {
     "WEBCHAT_SESSION_SECRET": "local-webchat-session-secret-0123456789",
     "WEBCHAT_JWT_SECRET": "local-webchat-jwt-secret-0123456789abcdef",
     "WEBCHAT_ALLOWED_ORIGINS": "*",
+    # Chat apps: the sandbox emulates their send APIs with these credentials.
+    "META_APP_SECRET": "local-meta-app-secret",
+    "META_VERIFY_TOKEN": "local-meta-verify-token",
+    "META_ACCESS_TOKEN": "local-meta-access-token",
+    "META_WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+    "META_WHATSAPP_NUMBER": "+15550783881",
+    "META_PAGE_ID": "107485388405331",
+    "META_INSTAGRAM_ACCOUNT_ID": "17841405309211844",
+    "LINE_CHANNEL_SECRET": "local-line-channel-secret",
+    "LINE_CHANNEL_ACCESS_TOKEN": "local-line-channel-access-token",
+    "WECHAT_TOKEN": "local-wechat-token",
+    "WECHAT_APP_ID": "wx0123456789abcdef",
+    "WECHAT_APP_SECRET": "sandbox-wechat-app-secret",
     # CRM endpoints on this machine are plain http://127.0.0.1 URLs.
     "ALLOW_INSECURE_WEBHOOK_URLS": "true",
 }
@@ -112,7 +125,32 @@ class LocalStack:
         for name in ("TWILIO_API_BASE_URL", "SENDGRID_API_BASE_URL"):
             os.environ.setdefault(name, sandbox.url)
             self.settings[name] = os.environ[name]
+        for base_url_setting, emulator in self._chat_emulators():
+            sandbox.add_emulator(emulator)
+            os.environ.setdefault(base_url_setting, sandbox.url_for(emulator.prefix))
+            self.settings[base_url_setting] = os.environ[base_url_setting]
         return sandbox
+
+    def _chat_emulators(self) -> list[tuple[str, Any]]:
+        """(base URL setting, emulator) for each chat app the sandbox stands in for."""
+        from local.chat_sandbox.line import LineEmulator
+        from local.chat_sandbox.meta import MetaEmulator
+        from local.chat_sandbox.wechat import WeChatEmulator
+
+        meta = MetaEmulator(
+            access_token=self.settings["META_ACCESS_TOKEN"],
+            phone_number_id=self.settings["META_WHATSAPP_PHONE_NUMBER_ID"],
+            page_id=self.settings["META_PAGE_ID"],
+            instagram_account_id=self.settings["META_INSTAGRAM_ACCOUNT_ID"],
+            app_secret=self.settings["META_APP_SECRET"],
+            webhook_url=lambda: f"{self.url}/webhooks/meta",  # known once the HTTP server is up
+            report_delivery=True,
+        )
+        return [
+            ("META_GRAPH_BASE_URL", meta),
+            ("LINE_API_BASE_URL", LineEmulator(self.settings["LINE_CHANNEL_ACCESS_TOKEN"])),
+            ("WECHAT_API_BASE_URL", WeChatEmulator(self.settings["WECHAT_APP_ID"], self.settings["WECHAT_APP_SECRET"])),
+        ]
 
     def stop(self) -> None:
         for part in reversed(self._parts):

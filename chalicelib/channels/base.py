@@ -68,6 +68,9 @@ class Outgoing:
     message_tag: str | None = None
     # LINE: a fresh reply token (free, single use); None means push.
     reply_token: str | None = None
+    # The same for every retry of one client request (from its Idempotency-Key), so a provider
+    # that deduplicates retries (LINE's X-Line-Retry-Key) delivers a retried send once.
+    retry_key: str | None = None
     # WhatsApp Cloud API outside the window: an approved template and its parameters.
     template: str | None = None
     template_language: str | None = None

@@ -275,7 +275,7 @@ def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: _Cla
 
     message_id = new_id("msg")
     try:
-        sent = _send(plan, config, message_id, context.customer)
+        sent = _send(plan, config, message_id, context.customer, claim.key if claim else None)
     except ProviderUnavailable as exc:
         _release(claim)
         logger.warning("provider unavailable", extra={"provider": exc.provider, "reason": exc.reason})
@@ -366,11 +366,13 @@ def _latest_email(context: _Context) -> InboundEmail | None:
 
 
 @metrics.counts_sends
-def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer) -> SentMessage:
+def _send(
+    plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer, idempotency_key: str | None = None
+) -> SentMessage:
     from chalicelib.channels import registry
 
     if registry.has_sender(plan.provider):
-        return _send_chat_app(plan, config, message_id, customer)
+        return _send_chat_app(plan, config, message_id, customer, idempotency_key)
     if plan.channel is Channel.WEBCHAT:
         # No provider: storing the message is sending it (the visitor's page polls the thread).
         # "sent" until a poll hands it to the page, which makes it "delivered" (services/webchat.py).
@@ -419,7 +421,9 @@ def _send(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Cus
     )
 
 
-def _send_chat_app(plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer) -> SentMessage:
+def _send_chat_app(
+    plan: ReplyPlan, config: ReplySettings, message_id: str, customer: Customer, idempotency_key: str | None
+) -> SentMessage:
     from chalicelib.channels import registry
     from chalicelib.channels.base import Outgoing
     from chalicelib.store.customers import take_reply_token
@@ -435,6 +439,7 @@ def _send_chat_app(plan: ReplyPlan, config: ReplySettings, message_id: str, cust
         timeout=config.provider_timeout_seconds,
         message_tag=plan.message_tag,
         reply_token=token,
+        retry_key=f"{customer.id}:{idempotency_key}" if idempotency_key else None,
     )
     return registry.sender(plan.provider).send(outgoing)
 
