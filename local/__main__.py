@@ -42,10 +42,15 @@ omnihub is running at {url}   (Ctrl-C stops it; data lives in memory for this ru
     Twilio messaging   POST {url}/webhooks/twilio/messaging
     Twilio status      POST {url}/webhooks/twilio/status
     SendGrid inbound   POST {url}/webhooks/sendgrid/inbound?token={sendgrid_token}
+    Meta               GET+POST {url}/webhooks/meta   (WhatsApp Cloud API, Messenger, Instagram)
+    Telegram           POST {url}/webhooks/telegram
+    LINE               POST {url}/webhooks/line
+    WeChat             GET+POST {url}/webhooks/wechat
+  Try them signed:     .venv/bin/python -m local.send --help   (SMS, WhatsApp, email and every chat app)
 
   REST API             {url}/v1/...   Authorization: Bearer {s["HUB_API_KEY"]}
   Twilio auth token    {twilio_token}   (webhooks must be signed with it)
-  Provider sandbox     {stack.sandbox.url}/sandbox/messages   (outbound Twilio/SendGrid calls land here)
+  Provider sandbox     {stack.sandbox.url}/sandbox/messages   (outbound provider calls land here)
   AWS emulator         {stack.emulator_url}   (table {s["TABLE_NAME"]}, queue {s["ROUTING_QUEUE_URL"]})
 """
 

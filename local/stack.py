@@ -26,6 +26,9 @@ LOCAL_DEFAULTS = {
     "WEBCHAT_JWT_SECRET": "local-webchat-jwt-secret-0123456789abcdef",
     "WEBCHAT_ALLOWED_ORIGINS": "*",
     # Chat apps: the sandbox emulates their send APIs with these credentials.
+    "TELEGRAM_SECRET_TOKEN": "local-telegram-secret-token",
+    "TELEGRAM_BOT_TOKEN": "7000000001:local-telegram-bot-token",
+    "TELEGRAM_BOT_USERNAME": "omnihub_sandbox_bot",
     "META_APP_SECRET": "local-meta-app-secret",
     "META_VERIFY_TOKEN": "local-meta-verify-token",
     "META_ACCESS_TOKEN": "local-meta-access-token",
@@ -135,6 +138,7 @@ class LocalStack:
         """(base URL setting, emulator) for each chat app the sandbox stands in for."""
         from local.chat_sandbox.line import LineEmulator
         from local.chat_sandbox.meta import MetaEmulator
+        from local.chat_sandbox.telegram import TelegramEmulator
         from local.chat_sandbox.wechat import WeChatEmulator
 
         meta = MetaEmulator(
@@ -148,6 +152,10 @@ class LocalStack:
         )
         return [
             ("META_GRAPH_BASE_URL", meta),
+            (
+                "TELEGRAM_API_BASE_URL",
+                TelegramEmulator(self.settings["TELEGRAM_BOT_TOKEN"], username=self.settings["TELEGRAM_BOT_USERNAME"]),
+            ),
             ("LINE_API_BASE_URL", LineEmulator(self.settings["LINE_CHANNEL_ACCESS_TOKEN"])),
             ("WECHAT_API_BASE_URL", WeChatEmulator(self.settings["WECHAT_APP_ID"], self.settings["WECHAT_APP_SECRET"])),
         ]

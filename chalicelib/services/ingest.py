@@ -44,6 +44,13 @@ class IngestResult:
 def ingest(msg: InboundMessage) -> IngestResult:
     notice = _redeem_link_code(msg)
     result = _store(msg)
+    if msg.verified_phone and result.new_customer:
+        # The shared contact was the sender's first message and just created their customer: the
+        # verified phone joins it now (a crash before this line is completed by the retry's bind,
+        # which then finds the customer).
+        from chalicelib.services import verified_contacts
+
+        verified_contacts.bind(msg)
     metrics.inbound_message(msg.channel, duplicate=result.duplicate)
     if notice:
         result = IngestResult(**{**result.__dict__, "notice": notice})
