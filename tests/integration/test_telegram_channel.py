@@ -702,3 +702,41 @@ def test_the_emulator_shows_what_bot_setup_looks_like_and_delivers_updates(tg: T
     assert headers["X-Telegram-Bot-Api-Secret-Token"] == SECRET
     assert json.loads(body)["message"]["text"] == "hi"
     assert call(tg.sandbox, "getWebhookInfo", {})[1]["result"]["url"] == ""
+
+
+def test_a_notification_reaches_a_telegram_customer_and_joins_their_thread(tg: TelegramHub) -> None:
+    from chalicelib.services import customers
+    from chalicelib.services.ingest import ingest
+    from chalicelib.services.notifications import create_notification
+
+    stored = ingest(chat_message_from("4242", "tg-notify-1"))
+    outcome = create_notification(
+        {"customer": {"id": stored.customer_id}, "text": "Your order has shipped", "channels": ["telegram"]},
+        "notify-telegram-1",
+    )
+
+    assert outcome.status_code == 202, outcome.body  # accepted: sent, delivery still to come
+    assert (outcome.body["status"], outcome.body["channel"]) == ("sent", "telegram")
+    [sent] = [r for r in tg.sandbox.records() if r["provider"] == "telegram"]
+    assert "4242" in json.dumps(sent) and "Your order has shipped" in json.dumps(sent)
+    messages, _ = customers.list_messages(stored.conversation_id, 50, None)
+    assert [(m.direction.value, m.channel.value, m.provider) for m in messages][-1] == (
+        "outbound",
+        "telegram",
+        "telegram",
+    )
+
+
+def chat_message_from(user_id: str, update_id: str) -> Any:
+    from chalicelib.domain.identity import user_id_identity
+    from chalicelib.domain.messages import Channel, InboundMessage
+
+    return InboundMessage(
+        provider="telegram",
+        provider_message_id=update_id,
+        channel=Channel.TELEGRAM,
+        sender=user_id_identity("telegram", user_id),
+        sender_address=user_id,
+        recipient_address="AcmeHelpBot",
+        body="hello",
+    )
