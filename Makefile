@@ -11,7 +11,7 @@ CDK := infra/node_modules/.bin/cdk
 # jsii (under aws-cdk-lib) prints a banner on every run when Node is past its end of life.
 INFRA_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 
-.PHONY: run test unit lint bench clean synth cfn-lint bootstrap deploy diff infra-test package-size
+.PHONY: run test unit lint bench clean synth cfn-lint bootstrap deploy diff infra-test package-size dlq redrive
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "omnihub needs Python 3.11+"'
@@ -43,6 +43,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/inbound.py $(BENCH_ARGS)
+
+# Dead letters (README "Dead letters"): AWS by default; AWS_ENDPOINT_URL=<emulator> for make run.
+dlq: $(STAMP)
+	$(BIN)/python -m ops.dlq list $(DLQ_ARGS)
+
+redrive: $(STAMP)
+	@test -n "$(QUEUE)" || { echo "usage: make redrive QUEUE=routing|timers|crm-events [DLQ_ARGS=--dry-run]"; exit 2; }
+	$(BIN)/python -m ops.dlq redrive $(QUEUE) $(DLQ_ARGS)
 
 # --- Deployment (AWS CDK; see README "Deploy") ---------------------------------------------
 # Synthesis needs no AWS credentials: the stack is environment-agnostic.

@@ -67,6 +67,16 @@ def secret(name: str) -> str:
     if not parameter:
         return ""
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-    fetched = parameters.get_parameter(parameter, decrypt=True, max_age=settings().secret_cache_seconds)
+    try:
+        fetched = parameters.get_parameter(parameter, decrypt=True, max_age=settings().secret_cache_seconds)
+    except GetParameterError as exc:
+        if "ParameterNotFound" not in str(exc):
+            raise  # SSM unreachable: the request fails with a 5xx and the provider retries
+        # A channel the business does not use: its secret is simply unset (its webhooks are refused).
+        from chalicelib.observability import logger
+
+        logger.warning("secret parameter not found; treated as unset", extra={"setting": name.upper()})
+        return ""
     return str(fetched or "")

@@ -206,9 +206,12 @@ class OmnihubStack(Stack):
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
         for definition in QUEUES:
             fifo = True if definition.fifo else None
+            # Named `<stage>-<definition name>` so operators and `python -m ops.dlq --prefix <stage>-`
+            # find them by name in every account.
             dead_letters = sqs.Queue(
                 self,
                 f"{definition.logical_id}Dlq",
+                queue_name=f"{self.config.name}-{definition.dead_letter_name}",
                 fifo=fifo,
                 retention_period=Duration.seconds(int(definition.dead_letter_attributes()["MessageRetentionPeriod"])),
                 encryption=sqs.QueueEncryption.SQS_MANAGED,
@@ -218,6 +221,7 @@ class OmnihubStack(Stack):
             queue = sqs.Queue(
                 self,
                 definition.logical_id,
+                queue_name=f"{self.config.name}-{definition.name}",
                 fifo=fifo,
                 content_based_deduplication=definition.content_based_deduplication if definition.fifo else None,
                 visibility_timeout=Duration.seconds(definition.visibility_timeout_seconds),

@@ -544,3 +544,14 @@ def test_outputs_list_the_ssm_parameters_to_create(template: dict[str, Any]) -> 
     stage = _stage_of(template)
     names = template["Outputs"]["SecretParameterNames"]["Value"].split()
     assert names == [parameter_name(stage, secret) for secret in SECRETS]
+
+
+def test_queues_are_named_by_stage_so_the_dlq_tool_finds_them(synthesis: Any) -> None:
+    for stage, template in synthesis.templates.items():
+        names = {
+            resource["Properties"].get("QueueName")
+            for resource in template["Resources"].values()
+            if resource["Type"] == "AWS::SQS::Queue"
+        }
+        expected = {f"{stage}-{q.name}" for q in QUEUES} | {f"{stage}-{q.dead_letter_name}" for q in QUEUES}
+        assert names == expected
