@@ -764,3 +764,50 @@ def test_the_emulator_wants_the_access_token(graph: None, sandbox: ProviderSandb
     status, answer = graph_post(sandbox, WA_PATH, WA_TEXT, token="EAAG-someone-else")
 
     assert (status, answer["error"]["code"], answer["error"]["type"]) == (401, 190, "OAuthException")
+
+
+def test_concurrent_retries_of_one_batch_store_each_message_once(meta_hub: Hub) -> None:
+    """Meta retries a batch it saw no 200 for, sometimes while the first delivery is still being
+    handled: four deliveries of one three-message batch at once make one customer, three messages."""
+    import threading
+
+    from chalicelib.channels import meta
+    from chalicelib.channels.base import WebhookRequest
+    from chalicelib.services import chat_webhooks, customers
+
+    number = "+15017120042"
+    messages = [
+        {
+            "from": number[1:],
+            "id": f"wamid.RACE{n}",
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": f"part {n}"},
+        }
+        for n in range(3)
+    ]
+    body = encode(whatsapp_value(contacts=[{"profile": {"name": "Ada"}, "wa_id": number[1:]}], messages=messages))
+    request = WebhookRequest("POST", "/webhooks/meta", {"x-hub-signature-256": signed(body)}, body)
+    meta.verify(request)
+    outcomes: list[Any] = []
+    failures: list[BaseException] = []
+
+    def deliver_once() -> None:
+        try:
+            outcomes.append(chat_webhooks.process(meta.parse(request)))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=deliver_once) for _ in range(4)]
+    for thread_ in threads:
+        thread_.start()
+    for thread_ in threads:
+        thread_.join()
+
+    assert not failures
+    stored_ids = {message_id for outcome in outcomes for message_id in outcome.stored}
+    assert len(stored_ids) == 3
+    found = customers.find_customer(phone=number)
+    assert found is not None
+    assert sorted(m.body for m in thread(found.conversation_id)) == ["part 0", "part 1", "part 2"]
+    assert sum(outcome.duplicates for outcome in outcomes) == 9
