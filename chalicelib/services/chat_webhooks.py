@@ -46,7 +46,7 @@ class BatchOutcome:
     consent_changes: int = 0
     skipped: list[str] = field(default_factory=list)
     # Messages whose sender should be told something at once (a refused link code).
-    notices: list[tuple[InboundMessage, str]] = field(default_factory=list)
+    notices: list[tuple[InboundMessage, str, str]] = field(default_factory=list)  # message, customer, text
 
     def summary(self) -> dict[str, int]:
         return {
@@ -69,7 +69,7 @@ def process(items: list[WebhookItem]) -> BatchOutcome:
             outcome.stored.append(result.message_id)
             outcome.duplicates += int(result.duplicate)
             if result.notice and not result.duplicate:
-                outcome.notices.append((item, result.notice))
+                outcome.notices.append((item, result.customer_id, result.notice))
         elif isinstance(item, StatusUpdate):
             record_status(item)
             outcome.statuses += 1
@@ -79,8 +79,8 @@ def process(items: list[WebhookItem]) -> BatchOutcome:
             outcome.skipped.append(f"{item.kind}: {item.reason}")
     if outcome.skipped:
         logger.info("webhook events skipped", extra={"skipped": outcome.skipped[:20]})
-    for message, notice in outcome.notices:
-        tell(message, notice)
+    for message, customer_id, notice in outcome.notices:
+        tell(message, notice, customer_id)
     return outcome
 
 
@@ -96,8 +96,9 @@ def _apply_consent(change: ConsentChange) -> bool:
     return True
 
 
-def tell(message: InboundMessage, text: str) -> None:
-    """Answer the sender at once on the channel they wrote from (best effort, not threaded)."""
+def tell(message: InboundMessage, text: str, customer_id: str | None = None) -> None:
+    """Answer the sender at once on the channel they wrote from (best effort, not threaded). A
+    reply token it uses is claimed first, so the next agent reply does not try a spent one."""
     from chalicelib.channels import registry
     from chalicelib.channels.base import Outgoing
     from chalicelib.domain.ids import new_id
@@ -109,12 +110,17 @@ def tell(message: InboundMessage, text: str) -> None:
     if sender.missing_settings(message.channel.value):
         logger.warning("cannot answer the sender: channel not configured", extra={"channel": message.channel.value})
         return
+    token = message.reply_token
+    if token and customer_id:
+        from chalicelib.store.customers import take_reply_token
+
+        token = token if take_reply_token(customer_id, token) else None
     outgoing = Outgoing(
         channel=message.channel.value,
         recipient=message.sender.value,
         body=text,
         hub_message_id=new_id("msg"),
-        reply_token=message.reply_token,
+        reply_token=token,
     )
     try:
         sender.send(outgoing)

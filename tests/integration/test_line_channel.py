@@ -489,3 +489,18 @@ def test_the_sandbox_mints_reply_tokens_for_webhooks_sent_by_hand(
 
     [replied] = line_api.sends("reply")
     assert replied["request"]["replyToken"] == minted["replyToken"] and replied["to"] == LOCAL_CUSTOMER
+
+
+def test_a_refused_link_code_is_answered_with_the_reply_token_which_is_then_spent(
+    line_hub: Hub, client: Client, line_api: LineEmulator
+) -> None:
+    token = line_api.issue_reply_token(CUSTOMER)
+    deliver(client, text_event("My code is LINK-ZZZZZZ", reply_token=token))
+
+    [told] = line_api.sends("reply")
+    assert told["request"]["replyToken"] == token
+    assert "not valid" in told["request"]["messages"][0]["text"]
+    assert customer_of().reply_token is None  # claimed: an agent's reply will not try it again
+
+    assert reply(body="How can I help?").status_code == 201
+    assert len(line_api.sends("reply")) == 1 and len(line_api.sends("push")) == 1
