@@ -479,46 +479,19 @@ def _call(
 ) -> _Answer:
     """POST JSON to LINE. Network failures and timeouts are ProviderUnavailable; every HTTP answer
     comes back as an _Answer (the token is only ever in the Authorization header)."""
-    import http.client
-    import urllib.error
-    import urllib.request
+    from chalicelib.channels.http_json import post_json
 
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ProviderUnavailable(PROVIDER, "LINE_API_BASE_URL is not an http(s) URL")
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+    answer = post_json(
+        PROVIDER,
         url,
-        data=data,
-        method="POST",
-        headers={
-            "Authorization": f"Bearer {access_token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **(headers or {}),
-        },
+        payload,
+        timeout=timeout,
+        api_base_url=DEFAULT_API_BASE_URL,
+        base_url_setting="LINE_API_BASE_URL",
+        max_bytes=MAX_RESPONSE_BYTES,
+        headers={"Authorization": f"Bearer {access_token}", **(headers or {})},
     )
-    handlers = [] if url.startswith(DEFAULT_API_BASE_URL) else [urllib.request.ProxyHandler({})]
-    opener = urllib.request.build_opener(*handlers)  # a local sandbox is never reached through a proxy
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return _Answer(response.status, response.headers, _json_or_none(response.read(MAX_RESPONSE_BYTES)))
-    except urllib.error.HTTPError as error:
-        try:
-            body = _json_or_none(error.read(MAX_RESPONSE_BYTES))
-        except (OSError, http.client.HTTPException):
-            body = None
-        finally:
-            error.close()
-        return _Answer(error.code, error.headers or {}, body)
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, timeouts, resets
-        raise ProviderUnavailable(PROVIDER, type(exc).__name__) from None
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8")) if raw else None
-    except (ValueError, RecursionError):
-        return None
+    return _Answer(answer.status, answer.headers, answer.json())
 
 
 def _sent(answer: _Answer, recipient: str) -> SentMessage:

@@ -893,52 +893,27 @@ def _partial(code: str, reason: str, http_status: int, index: int, total: int, f
     return ProviderRejected(PROVIDER, code, text, http_status)
 
 
-def _opener(url: str) -> Any:
-    import urllib.request
-
-    if url.startswith(DEFAULT_GRAPH_BASE_URL + "/"):
-        return urllib.request.build_opener()
-    # Proxy variables must not hijack calls to a local sandbox or another configured endpoint.
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def _post(url: str, token: str, payload: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int]:
     """(JSON answer, HTTP status) of a Graph POST. The token travels in the header only, and no
     error message carries the URL or the token."""
-    import http.client
-    import urllib.error
-    import urllib.request
+    from chalicelib.channels.http_json import post_json
 
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ProviderUnavailable(PROVIDER, "META_GRAPH_BASE_URL is not an http(s) URL")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+    answer = post_json(
+        PROVIDER,
         url,
-        data=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        method="POST",
+        payload,
+        timeout=timeout,
+        api_base_url=DEFAULT_GRAPH_BASE_URL,
+        base_url_setting="META_GRAPH_BASE_URL",
+        max_bytes=MAX_ERROR_BODY_BYTES,
+        headers={"Authorization": f"Bearer {token}"},
     )
-    try:
-        with _opener(url).open(request, timeout=timeout) as response:
-            status = response.status
-            raw = response.read(MAX_ERROR_BODY_BYTES)
-    except urllib.error.HTTPError as error:
-        status = error.code
-        try:
-            raw = error.read(MAX_ERROR_BODY_BYTES)
-        except (OSError, http.client.HTTPException):
-            raw = b""
-        finally:
-            error.close()
-        raise _graph_error(status, raw) from None
-    except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise ProviderUnavailable(PROVIDER, type(exc).__name__) from None
-    try:
-        answer = json.loads(raw or b"{}")
-    except (ValueError, RecursionError):
-        answer = None
-    if not isinstance(answer, dict):
-        raise ProviderRejected(PROVIDER, "invalid_response", "Meta's answer is not a JSON object", status)
-    return answer, status
+    if not answer.ok:
+        raise _graph_error(answer.status, answer.body)
+    data = answer.json() if answer.body else {}
+    if not isinstance(data, dict):
+        raise ProviderRejected(PROVIDER, "invalid_response", "Meta's answer is not a JSON object", answer.status)
+    return data, answer.status
 
 
 def _graph_error(status: int, raw: bytes) -> ProviderRejected | ProviderUnavailable:

@@ -570,34 +570,22 @@ class _Api:
 
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """POST `params` as JSON; the `result` of an ok answer, else ProviderRejected/Unavailable."""
-        import http.client
-        import urllib.error
-        import urllib.request
+        from chalicelib.channels.http_json import post_json
 
-        if urlsplit(self._base_url).scheme not in ("http", "https"):
-            raise ProviderUnavailable(PROVIDER, "TELEGRAM_API_BASE_URL is not an http(s) URL")
         # Quoted: a token with a "/" or "?" must not change which path is called.
         url = f"{self._base_url}/bot{quote(self._token, safe=':')}/{method}"
-        data = json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
-            url, data=data, method="POST", headers={"Content-Type": "application/json", "Accept": "application/json"}
+        # On failure only the exception's type is told: the URL holds the token.
+        answer = post_json(
+            PROVIDER,
+            url,
+            params,
+            timeout=self._timeout,
+            api_base_url=DEFAULT_API_BASE_URL,
+            base_url_setting="TELEGRAM_API_BASE_URL",
+            max_bytes=MAX_RESPONSE_BYTES,
+            failure_prefix=f"{method}: ",
         )
-        handlers = [] if self._base_url.startswith(DEFAULT_API_BASE_URL) else [urllib.request.ProxyHandler({})]
-        opener = urllib.request.build_opener(*handlers)  # a local sandbox is never reached through a proxy
-        try:
-            with opener.open(request, timeout=self._timeout) as response:
-                status, body = response.status, _json_or_none(response.read(MAX_RESPONSE_BYTES))
-        except urllib.error.HTTPError as error:
-            try:
-                body = _json_or_none(error.read(MAX_RESPONSE_BYTES))
-            except (OSError, http.client.HTTPException):
-                body = None
-            finally:
-                error.close()
-            status = error.code
-        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, timeouts, resets
-            # Only the exception's type: its text may hold the URL, and the URL holds the token.
-            raise ProviderUnavailable(PROVIDER, f"{method}: {type(exc).__name__}") from None
+        status, body = answer.status, answer.json()
         return self._result(method, status, body)
 
     def _result(self, method: str, status: int, body: Any) -> dict[str, Any]:
@@ -620,13 +608,6 @@ class _Api:
 
         logger.warning("telegram refused a message", extra={"method": method, "code": code, "description": text})
         raise ProviderRejected(PROVIDER, str(code), text, status)
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8")) if raw else None
-    except (ValueError, RecursionError):
-        return None
 
 
 def _sent(result: dict[str, Any], chat_id: int | str) -> SentMessage:

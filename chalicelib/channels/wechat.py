@@ -434,7 +434,7 @@ def _send_with(config: _Config, token: str, payload: dict[str, Any], timeout: fl
     from urllib.parse import quote
 
     url = f"{config.base_url}/cgi-bin/message/custom/send?access_token={quote(token, safe='')}"
-    return _call("POST", url, payload, timeout, config.base_url, secrets=(token,))
+    return _call(url, payload, timeout, secrets=(token,))
 
 
 def access_token(config: _Config, timeout: float, refused: str | None = None) -> str:
@@ -476,7 +476,7 @@ def _fetch_token(config: _Config, timeout: float, force_refresh: bool) -> tuple[
         "force_refresh": force_refresh,
     }
     url = f"{config.base_url}/cgi-bin/stable_token"
-    answer = _call("POST", url, payload, timeout, config.base_url, secrets=(config.app_secret,))
+    answer = _call(url, payload, timeout, secrets=(config.app_secret,))
     code = _errcode(answer)
     if code not in (0, None):
         _raise_for(code, answer, config.app_secret, context="access token request refused: ")
@@ -515,47 +515,31 @@ def _redact(text: str, *secrets: str) -> str:
     return text
 
 
-def _call(
-    method: str, url: str, payload: dict[str, Any], timeout: float, base_url: str, secrets: tuple[str, ...]
-) -> dict[str, Any]:
-    """One JSON call. The URL may hold the access token: it never reaches a message or a log."""
-    import http.client
-    import urllib.error
-    import urllib.request
+def _call(url: str, payload: dict[str, Any], timeout: float, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """One JSON POST. The URL may hold the access token: it never reaches a message or a log."""
+    from chalicelib.channels.http_json import post_json
 
-    if not url.startswith(("https://", "http://")):
-        raise ProviderUnavailable(PROVIDER, "WECHAT_API_BASE_URL is not an http(s) URL")
-    # ensure_ascii=False: WeChat shows \uXXXX escapes literally (or refuses them, errcode 40033).
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+    answer = post_json(
+        PROVIDER,
         url,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"},
+        payload,
+        timeout=timeout,
+        api_base_url=DEFAULT_API_BASE_URL,
+        base_url_setting="WECHAT_API_BASE_URL",
+        max_bytes=MAX_RESPONSE_BYTES,
+        headers={"Content-Type": "application/json; charset=utf-8"},
     )
-    try:
-        with _opener(base_url).open(request, timeout=timeout) as response:
-            raw = response.read(MAX_RESPONSE_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        try:
-            raw = exc.read(MAX_RESPONSE_BYTES)
-        except (OSError, http.client.HTTPException):
-            raw = b""
-        finally:
-            exc.close()
-        if status == 429 or status >= 500:
-            raise ProviderUnavailable(PROVIDER, f"HTTP {status}") from None
-        answer = _json_object(raw) or {}
-        code = str(answer.get("errcode", f"http_{status}"))
-        message = _redact(str(answer.get("errmsg") or f"HTTP {status}"), *secrets)[:300]
-        raise ProviderRejected(PROVIDER, code, message, status) from None
-    except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise ProviderUnavailable(PROVIDER, type(exc).__name__) from None
-    answer = _json_object(raw[:MAX_RESPONSE_BYTES])
-    if answer is None:
+    if not answer.ok:
+        if answer.status == 429 or answer.status >= 500:
+            raise ProviderUnavailable(PROVIDER, f"HTTP {answer.status}")
+        refusal = _json_object(answer.body) or {}
+        code = str(refusal.get("errcode", f"http_{answer.status}"))
+        message = _redact(str(refusal.get("errmsg") or f"HTTP {answer.status}"), *secrets)[:300]
+        raise ProviderRejected(PROVIDER, code, message, answer.status)
+    data = _json_object(answer.body)
+    if data is None:
         raise ProviderUnavailable(PROVIDER, "the answer is not a JSON object")
-    return answer
+    return data
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -564,12 +548,3 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def _opener(base_url: str) -> Any:
-    import urllib.request
-
-    if base_url.rstrip("/") == DEFAULT_API_BASE_URL:
-        return urllib.request.build_opener()
-    # A sandbox or test server: proxy variables must not hijack calls to it.
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
