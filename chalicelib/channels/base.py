@@ -6,8 +6,10 @@ each provider's verification and parsing is plain code over bytes, testable on i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 
@@ -21,6 +23,29 @@ class WebhookRejected(Exception):
 
 class MalformedPayload(ValueError):
     """The request is authentic but its content cannot be used: answer 400 saying why."""
+
+
+def refuse_json_constant(name: str) -> Any:
+    """For `json.loads(parse_constant=...)`: NaN and Infinity are not JSON numbers."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_object_body(body: bytes, *, empty: str, not_object: str) -> dict[str, Any]:
+    """A webhook's UTF-8 JSON object body; MalformedPayload (`empty` / `not_object` say what the
+    provider sends) for anything else, including NaN, over-long integers and deep nesting."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("the body is not valid UTF-8") from None
+    if not text.strip():
+        raise MalformedPayload(empty)
+    try:
+        payload = json.loads(text, parse_constant=refuse_json_constant)
+    except (ValueError, RecursionError):
+        raise MalformedPayload("the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedPayload(not_object)
+    return payload
 
 
 @dataclass(frozen=True)

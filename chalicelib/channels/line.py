@@ -44,7 +44,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import math
 import re
 import uuid
@@ -53,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
+from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest, json_object_body
 from chalicelib.domain.identity import InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
@@ -149,24 +148,12 @@ def missing_settings(channel: str) -> list[str]:
     return [] if secret("line_channel_access_token") else ["LINE_CHANNEL_ACCESS_TOKEN"]
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _json_body(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedPayload("the body is not valid UTF-8") from None
-    if not text.strip():
-        raise MalformedPayload("the body is empty; LINE sends a JSON object with an 'events' list")
-    try:
-        payload = json.loads(text, parse_constant=_no_constants)
-    except (ValueError, RecursionError):  # bad JSON, NaN/Infinity, over-long integers, deep nesting
-        raise MalformedPayload("the body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise MalformedPayload("the body must be a JSON object with an 'events' list")
-    return payload
+    return json_object_body(
+        body,
+        empty="the body is empty; LINE sends a JSON object with an 'events' list",
+        not_object="the body must be a JSON object with an 'events' list",
+    )
 
 
 def _event_item(event: Any, bot_id: str | None, now: datetime) -> WebhookItem:

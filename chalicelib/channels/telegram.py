@@ -59,14 +59,13 @@ Sending (https://core.telegram.org/bots/api#sendmessage, #sendphoto, #senddocume
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
+from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest, json_object_body
 from chalicelib.domain.identity import InvalidIdentity, normalize_phone, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
@@ -172,24 +171,12 @@ def missing_settings(channel: str) -> list[str]:
     return [] if secret("telegram_bot_token") else ["TELEGRAM_BOT_TOKEN"]
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _json_body(body: bytes) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedPayload("the body is not valid UTF-8") from None
-    if not text.strip():
-        raise MalformedPayload("the body is empty; Telegram sends one Update as a JSON object")
-    try:
-        payload = json.loads(text, parse_constant=_no_constants)
-    except (ValueError, RecursionError):  # bad JSON, NaN/Infinity, over-long integers, deep nesting
-        raise MalformedPayload("the body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise MalformedPayload("the body must be a JSON object (a Telegram Update)")
-    return payload
+    return json_object_body(
+        body,
+        empty="the body is empty; Telegram sends one Update as a JSON object",
+        not_object="the body must be a JSON object (a Telegram Update)",
+    )
 
 
 def _update_id(value: Any) -> int:

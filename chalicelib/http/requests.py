@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.channels.base import WebhookRequest
+from chalicelib.channels.base import WebhookRequest, refuse_json_constant
 from chalicelib.http.errors import bad_request
 
 
@@ -39,17 +39,13 @@ def webhook_request(request: Any) -> WebhookRequest:
     )
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def json_object(request: Any) -> dict[str, Any]:
     """The request's JSON body, which must be an object."""
     body = raw_body(request)
     if not body.strip():
         raise bad_request("request body is empty; send a JSON object")
     try:
-        data = json.loads(body, parse_constant=_no_constants)
+        data = json.loads(body, parse_constant=refuse_json_constant)
     except RecursionError:
         raise bad_request("request body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
