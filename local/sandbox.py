@@ -262,6 +262,27 @@ def _plain_error(status: int, message: str, headers=None) -> _Response:
     return _Response.json(status, {"error": message, "status": status}, headers)
 
 
+def post_callback(url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """POST a provider callback to the hub: `{"http_status", "error"}`, never an exception (a
+    failed delivery is recorded, as the providers record it)."""
+    connection: http.client.HTTPConnection | None = None
+    try:
+        parts = urlsplit(url)
+        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parts.hostname or "", parts.port, timeout=CALLBACK_TIMEOUT_SECONDS)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", target, body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        error = None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
+        return {"http_status": answer.status, "error": error}
+    except Exception as exc:  # any delivery failure is recorded, never raised
+        return {"http_status": None, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if connection is not None:
+            connection.close()
+
+
 class _BadRequest(Exception):
     """Raised while reading a request whose framing is broken."""
 
@@ -850,22 +871,7 @@ class ProviderSandbox:
             "X-Twilio-Signature": twilio_signature(url, params, self.twilio_auth_token),
             "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
         }
-        connection: http.client.HTTPConnection | None = None
-        try:
-            parts = urlsplit(url)
-            connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-            connection = connection_class(parts.hostname, parts.port, timeout=CALLBACK_TIMEOUT_SECONDS)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            connection.request("POST", target, body=body, headers=headers)
-            answer = connection.getresponse()
-            answer.read()
-            error = None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
-            return {"http_status": answer.status, "error": error}
-        except Exception as exc:  # any delivery failure is recorded, never raised
-            return {"http_status": None, "error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            if connection is not None:
-                connection.close()
+        return post_callback(url, body, headers)
 
     # -- SendGrid ------------------------------------------------------------------------------
 

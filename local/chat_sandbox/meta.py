@@ -47,7 +47,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import re
 import secrets
@@ -57,6 +56,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from local.sandbox import post_callback
 
 WHATSAPP_MAX_TEXT = 4096
 MESSENGER_MAX_TEXT = 2000
@@ -373,22 +374,7 @@ def _post(url: str, body: bytes, signature: str) -> dict[str, Any]:
         "User-Agent": "facebookexternalua",
         "X-Hub-Signature-256": signature,
     }
-    connection: http.client.HTTPConnection | None = None
-    try:
-        parts = urlsplit(url)
-        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        connection = connection_class(parts.hostname or "", parts.port, timeout=CALLBACK_TIMEOUT_SECONDS)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=body, headers=headers)
-        answer = connection.getresponse()
-        answer.read()
-        error = None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
-        return {"http_status": answer.status, "error": error}
-    except Exception as exc:  # any delivery failure is recorded, never raised
-        return {"http_status": None, "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        if connection is not None:
-            connection.close()
+    return post_callback(url, body, headers)
 
 
 # --------------------------------------------------------------------------------------------
