@@ -241,12 +241,10 @@ def plan_delivery(
                 f"{channel.value} allows a business to write only within {hours} hours of the customer's last message",
             )
     if through_meta and template is not None and not whatsapp_window_open(customer, now):
-        preview = catalog.text.get(template.name)
-        body = _render_or_none(preview.text, template.params) if preview else None
         return Delivery(
             channel,
             recipient,
-            body or f"[WhatsApp template '{template.name}']",
+            _template_preview(template, catalog),
             content_variables=dict(template.params),
             whatsapp_provider="meta",
             meta_template=template.name,
@@ -259,12 +257,10 @@ def plan_delivery(
         )
     if channel is Channel.WHATSAPP and not through_meta:
         if template is not None and template.name in catalog.whatsapp:
-            preview = catalog.text.get(template.name)
-            body = _render_or_none(preview.text, template.params) if preview else None
             return Delivery(
                 channel,
                 recipient,
-                body or f"[WhatsApp template '{template.name}']",
+                _template_preview(template, catalog),
                 content_sid=catalog.whatsapp[template.name],
                 content_variables=dict(template.params),
             )
@@ -296,6 +292,13 @@ def plan_delivery(
         subject=subject if channel is Channel.EMAIL else None,
         whatsapp_provider="meta" if through_meta else None,
     )
+
+
+def _template_preview(template: TemplateRef, catalog: TemplateCatalog) -> str:
+    """What the thread shows for a WhatsApp template: its text version, else a label."""
+    preview = catalog.text.get(template.name)
+    body = _render_or_none(preview.text, template.params) if preview else None
+    return body or f"[WhatsApp template '{template.name}']"
 
 
 def _render_or_none(text: str, params: dict[str, str]) -> str | None:
