@@ -17,7 +17,9 @@ import pytest
 from local.chat_sandbox.telegram import TelegramEmulator, text_update
 from local.sandbox import ProviderSandbox
 from tests.conftest import Hub
+from tests.integration.test_agent_replies import crm_events
 from tests.integration.test_ingest import sms
+from tests.support.chat_sandbox import serving
 
 EVENTS = Path(__file__).parents[2] / "events" / "telegram"
 SECRET = "integration_telegram-secret"
@@ -36,16 +38,9 @@ class TelegramHub:
 
 @pytest.fixture(scope="module")
 def telegram_sandbox() -> Iterator[tuple[ProviderSandbox, TelegramEmulator]]:
-    sandbox = ProviderSandbox(
-        twilio_account_sid="AC" + "0" * 32,
-        twilio_auth_token="unused",
-        sendgrid_api_key="SG.unused",
-        simulate_status_callbacks=False,
-    ).start()
     emulator = TelegramEmulator(BOT_TOKEN, blocked=("666",), username="AcmeHelpBot")
-    sandbox.add_emulator(emulator)
-    yield sandbox, emulator
-    sandbox.stop()
+    with serving(emulator) as sandbox:
+        yield sandbox, emulator
 
 
 @pytest.fixture
@@ -101,20 +96,6 @@ def thread(conversation_id: str) -> list[Any]:
 
     messages, _ = customers.list_messages(conversation_id, 100, None)
     return messages
-
-
-def crm_events(hub: Hub, event_type: str) -> list[dict[str, Any]]:
-    sqs = hub.client("sqs")
-    url = hub.resources["CRM_EVENTS_QUEUE_URL"]
-    found: list[dict[str, Any]] = []
-    while True:
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not batch:
-            break
-        for message in batch:
-            found.append(json.loads(message["Body"])["event"])
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return [item for item in found if item["type"] == event_type]
 
 
 def history(customer_id: str) -> list[dict[str, Any]]:

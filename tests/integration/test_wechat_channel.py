@@ -18,6 +18,7 @@ import pytest
 from local.chat_sandbox.wechat import WeChatEmulator
 from local.sandbox import ProviderSandbox
 from tests.conftest import Hub
+from tests.support.chat_sandbox import serving
 
 EVENTS = Path(__file__).parents[2] / "events" / "wechat"
 TOKEN = "integration-wechat-token"
@@ -36,16 +37,9 @@ class WeChatHub:
 
 @pytest.fixture(scope="module")
 def wechat_sandbox() -> Iterator[tuple[ProviderSandbox, WeChatEmulator]]:
-    sandbox = ProviderSandbox(
-        twilio_account_sid="AC" + "0" * 32,
-        twilio_auth_token="unused",
-        sendgrid_api_key="SG.unused",
-        simulate_status_callbacks=False,
-    ).start()
     emulator = WeChatEmulator(app_id=APP_ID, app_secret=APP_SECRET)
-    sandbox.add_emulator(emulator)
-    yield sandbox, emulator
-    sandbox.stop()
+    with serving(emulator) as sandbox:
+        yield sandbox, emulator
 
 
 @pytest.fixture
