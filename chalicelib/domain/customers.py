@@ -143,3 +143,17 @@ def inbound_thread_message(message_id: str, customer_id: str, conversation_id: s
         media=msg.media,
         email=msg.email,
     )
+
+
+def thread_note(message_id: str, conversation_id: str, customer_id: str, channel: Channel, text: str) -> Message:
+    """A note in the thread (direction `event`), such as the customer continuing on another channel."""
+    return Message(
+        id=message_id,
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        channel=channel,
+        direction=Direction.EVENT,
+        body=text,
+        status=DeliveryStatus.RECEIVED,
+        created_at=id_datetime(message_id),
+    )

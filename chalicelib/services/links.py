@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.config import secret, settings
+from chalicelib.domain.customers import thread_note
 from chalicelib.domain.identity import Identity
-from chalicelib.domain.ids import id_datetime, new_id
+from chalicelib.domain.ids import new_id
 from chalicelib.domain.links import (
     InvitationAddresses,
     Link,
@@ -26,7 +27,7 @@ from chalicelib.domain.links import (
     read_token,
     sign_token,
 )
-from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message, utcnow
+from chalicelib.domain.messages import Channel, InboundMessage, utcnow
 from chalicelib.observability import logger
 from chalicelib.services.errors import InvalidRequest, NotFound
 from chalicelib.store import links as link_store
@@ -107,17 +108,8 @@ def _mark_switch(link: Link, identity: Identity, channel: Channel, now: datetime
     from chalicelib.api.models import message_view
     from chalicelib.services import events
 
-    message_id = new_id("msg")
-    note = Message(
-        id=message_id,
-        conversation_id=link.conversation_id,
-        customer_id=link.customer_id,
-        channel=channel,
-        direction=Direction.EVENT,
-        body=f"Customer continued on {channel.value} (link LINK-{link.code} sent by {link.created_by})",
-        status=DeliveryStatus.RECEIVED,
-        created_at=id_datetime(message_id),
-    )
+    text = f"Customer continued on {channel.value} (link LINK-{link.code} sent by {link.created_by})"
+    note = thread_note(new_id("msg"), link.conversation_id, link.customer_id, channel, text)
     thread.record_event(note)
     events.emit(
         "conversation.channel_linked",

@@ -27,9 +27,10 @@ import random
 import time
 from typing import Any
 
+from chalicelib.domain.customers import thread_note
 from chalicelib.domain.identity import Identity, InvalidIdentity, phone_identity
-from chalicelib.domain.ids import id_datetime, new_id
-from chalicelib.domain.messages import DeliveryStatus, Direction, InboundMessage, Message
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.messages import InboundMessage, Message
 from chalicelib.observability import logger
 from chalicelib.services.errors import Unavailable
 from chalicelib.store import verified_contacts as store
@@ -99,16 +100,7 @@ def _binding(
         text = f"Customer shared their phone number {phone.value} on {channel}: it now reaches this conversation"
     else:
         text = f"Customer continued on {channel} (shared their verified phone number {phone.value})"
-    note = Message(
-        id=note_id,
-        conversation_id=target.conversation_id,
-        customer_id=target.customer_id,
-        channel=msg.channel,
-        direction=Direction.EVENT,
-        body=text,
-        status=DeliveryStatus.RECEIVED,
-        created_at=id_datetime(note_id),
-    )
+    note = thread_note(note_id, target.conversation_id, target.customer_id, msg.channel, text)
     moving = previous is not None and previous.customer_id != target.customer_id
     return store.Binding(
         identity=identity,
