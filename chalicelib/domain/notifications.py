@@ -24,11 +24,11 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
 from chalicelib.domain.replies import (
     BODY_LIMITS,
-    CHAT_APP_PROVIDERS,
     MAX_TWILIO_BODY_CHARS,
     MESSAGING_WINDOW,
     WECHAT_WINDOW,
     WHATSAPP_CLOUD_MAX_BODY,
+    provider_for,
     recipient_for,
 )
 
@@ -205,11 +205,7 @@ class Delivery:
 
     @property
     def provider(self) -> str:
-        if self.channel in CHAT_APP_PROVIDERS:
-            return CHAT_APP_PROVIDERS[self.channel]
-        if self.channel is Channel.WHATSAPP and self.whatsapp_provider == "meta":
-            return "meta"
-        return "sendgrid" if self.channel is Channel.EMAIL else "twilio"
+        return provider_for(self.channel, self.whatsapp_provider)
 
 
 def plan_delivery(

@@ -134,13 +134,19 @@ class ReplyPlan:
 
     @property
     def provider(self) -> str:
-        if self.channel is Channel.WEBCHAT:
-            return "webchat"
-        if self.channel in CHAT_APP_PROVIDERS:
-            return CHAT_APP_PROVIDERS[self.channel]
-        if self.channel is Channel.WHATSAPP and self.whatsapp_provider == "meta":
-            return "meta"
-        return "sendgrid" if self.channel is Channel.EMAIL else "twilio"
+        return provider_for(self.channel, self.whatsapp_provider)
+
+
+def provider_for(channel: Channel, whatsapp_provider: str | None = None) -> str:
+    """Who carries a message on `channel`: WhatsApp goes through Meta for customers who write
+    through the Cloud API, else Twilio; email through SendGrid; web chat is the hub's own."""
+    if channel is Channel.WEBCHAT:
+        return "webchat"
+    if channel in CHAT_APP_PROVIDERS:
+        return CHAT_APP_PROVIDERS[channel]
+    if channel is Channel.WHATSAPP and whatsapp_provider == "meta":
+        return "meta"
+    return "sendgrid" if channel is Channel.EMAIL else "twilio"
 
 
 def webchat_identity(customer: Customer) -> str | None:
