@@ -489,3 +489,14 @@ class RequestCounter:
                         counters[role].clear()
                     else:
                         del counters[role]
+
+
+def report_checks(checks: list[tuple[str, bool, str]], started: float, *, enforce: bool) -> int:
+    """Print each (label, passed, figure) check; the exit status is 1 when `enforce` and one failed."""
+    print()
+    for label, ok, value in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}  ({value})")
+    print(f"\n(bench ran in {time.monotonic() - started:.1f} s)")
+    if enforce and not all(ok for _, ok, _ in checks):
+        return 1
+    return 0

@@ -25,6 +25,7 @@ from common import (
     RequestCounter,
     Sent,
     percentile,
+    report_checks,
     running_stack,
     send_messages,
     wait_healthy,
@@ -260,13 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         ("every webhook answered 200", non_200 == 0, f"{non_200} non-200"),
         ("routing worker drained its queue", drained, "yes" if drained else "timed out"),
     ]
-    print()
-    for label, ok, value in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {label}  ({value})")
-    print(f"\n(bench ran in {time.monotonic() - started:.1f} s)")
-    if args.check and not all(ok for _, ok, _ in checks):
-        return 1
-    return 0
+    return report_checks(checks, started, enforce=args.check)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from common import (
     Sent,
     inbound_params,
     percentile,
+    report_checks,
     running_stack,
     speed_up_emulator,
     wait_healthy,
@@ -825,13 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("routing worker drained its queue", drained, "yes" if drained else "timed out"),
     ]
-    print()
-    for label, ok, value in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {label}  ({value})")
-    print(f"\n(bench ran in {time.monotonic() - started:.1f} s)")
-    if args.check and not all(ok for _, ok, _ in checks):
-        return 1
-    return 0
+    return report_checks(checks, started, enforce=args.check)
 
 
 if __name__ == "__main__":
