@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -228,13 +228,17 @@ def send_message(
     from_: str | None = None,
     messaging_service_sid: str | None = None,
     status_callback: str | None = None,
+    content_sid: str | None = None,
+    content_variables: Mapping[str, str] | None = None,
     api_base_url: str = DEFAULT_API_BASE_URL,
     timeout: float = SEND_TIMEOUT_SECONDS,
 ) -> SentMessage:
     """Create a Message through Twilio's REST API (SMS, MMS or WhatsApp, as `to` and `from_` say).
 
-    A Messaging Service, when given, picks the sender. Raises ProviderRejected for a 4xx (Twilio's
-    error code kept) and ProviderUnavailable for network failures, timeouts, 429 and 5xx.
+    A Messaging Service, when given, picks the sender. `content_sid` sends a Content API template
+    (a WhatsApp template outside the 24-hour window) with its `content_variables`. Raises
+    ProviderRejected for a 4xx (Twilio's error code kept) and ProviderUnavailable for network
+    failures, timeouts, 429 and 5xx.
     """
     import requests
     from twilio.base.exceptions import TwilioRestException
@@ -248,6 +252,10 @@ def send_message(
         kwargs["body"] = body
     if media_urls:
         kwargs["media_url"] = list(media_urls)
+    if content_sid:
+        kwargs["content_sid"] = content_sid
+    if content_variables:
+        kwargs["content_variables"] = json.dumps(dict(content_variables), separators=(",", ":"))
     if status_callback:
         kwargs["status_callback"] = status_callback
     client = _rest_client(account_sid, auth_token, api_base_url.rstrip("/"), timeout)

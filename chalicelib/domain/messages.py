@@ -60,6 +60,10 @@ STATUS_RANK: dict[DeliveryStatus, int] = {
 }
 
 
+# A provider's final word that the message did not reach the customer (notifications fall back).
+FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

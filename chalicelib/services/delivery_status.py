@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.domain.messages import DeliveryStatus, Message, StatusUpdate
+from chalicelib.domain.messages import FAILURE_STATUSES, Message, StatusUpdate
 from chalicelib.observability import logger
 from chalicelib.services.errors import Unavailable
 from chalicelib.store import thread
-
-FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
 
 
 def record_status(update: StatusUpdate) -> bool:

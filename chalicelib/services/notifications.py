@@ -38,7 +38,7 @@ from chalicelib.domain.consent import Block, default_channels, quiet_hours_end
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity, phone_identity
 from chalicelib.domain.ids import id_datetime, new_id
-from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Message, utcnow
+from chalicelib.domain.messages import FAILURE_STATUSES, Channel, DeliveryStatus, Direction, Message, utcnow
 from chalicelib.domain.notifications import (
     Attempt,
     AttemptStatus,
@@ -68,7 +68,6 @@ from chalicelib.store import thread
 
 RETRY_SECONDS = 60  # when no provider could be reached: try again this much later
 MAX_RETRIES = 10
-FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
 
 
 # --- Settings (to move into chalicelib/config.py) ------------------------------------------------
@@ -589,15 +588,21 @@ def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> S
         )
         return registry.sender(plan.provider).send(outgoing)
     if plan.channel is Channel.EMAIL:
+        from chalicelib.channels import sendgrid
         from chalicelib.services.consent import unsubscribe_footer, unsubscribe_headers
 
-        return _send_email(
-            plan,
-            config,
-            message_id,
+        return sendgrid.send_email(
+            api_key=config.sendgrid_api_key,
+            from_email=config.sendgrid_from_email,
+            from_name=config.sendgrid_from_name or None,
+            to_email=plan.recipient,
             to_name=customer.name or customer.provider_names.get(Channel.EMAIL.value),
+            subject=plan.subject or "",
             text=plan.body + unsubscribe_footer(customer.id),
+            custom_args={sendgrid.HUB_MESSAGE_ID_ARG: message_id},
             headers=unsubscribe_headers(customer.id),
+            api_base_url=config.sendgrid_api_base_url,
+            timeout=config.provider_timeout_seconds,
         )
     from chalicelib.channels import twilio
 
@@ -611,16 +616,17 @@ def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> S
             else config.twilio_sms_from
         )
     )
-    if plan.content_sid:
-        return _send_twilio_template(plan, config, sender, service)
     return twilio.send_message(
         account_sid=config.twilio_account_sid,
         auth_token=config.twilio_auth_token,
         to=plan.recipient,
-        body=plan.body,
+        # A template carries its own text; `body` is only what the thread shows of it.
+        body="" if plan.content_sid else plan.body,
         from_=sender,
         messaging_service_sid=service or None,
         status_callback=config.status_callback_url,
+        content_sid=plan.content_sid,
+        content_variables=plan.content_variables if plan.content_sid else None,
         api_base_url=config.twilio_api_base_url,
         timeout=config.provider_timeout_seconds,
     )
@@ -629,91 +635,6 @@ def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> S
 def _parameter_order(key: str) -> tuple[int, str]:
     """Template parameters {{1}}, {{2}}, ... in number order (`10` after `9`), named ones after."""
     return (int(key), "") if key.isdigit() else (1 << 30, key)
-
-
-# Until channels/twilio.send_message takes content_sid/content_variables and channels/sendgrid
-# send_email takes extra headers (see the report of this change), the two sends below reach the
-# same clients the same way, with the same error translation.
-
-
-def _send_twilio_template(plan: Delivery, config: Any, sender: str | None, service: str) -> SentMessage:
-    """A WhatsApp template through Twilio's Content API: ContentSid + ContentVariables (JSON)."""
-    import requests
-    from twilio.base.exceptions import TwilioRestException
-
-    from chalicelib.channels import twilio
-
-    kwargs: dict[str, Any] = {"to": plan.recipient, "content_sid": plan.content_sid}
-    if plan.content_variables:
-        kwargs["content_variables"] = json.dumps(plan.content_variables, separators=(",", ":"))
-    if service:
-        kwargs["messaging_service_sid"] = service
-    else:
-        kwargs["from_"] = sender
-    kwargs["status_callback"] = config.status_callback_url
-    client = twilio._rest_client(
-        config.twilio_account_sid,
-        config.twilio_auth_token,
-        config.twilio_api_base_url.rstrip("/"),
-        config.provider_timeout_seconds,
-    )
-    try:
-        created = client.messages.create(**kwargs)
-    except TwilioRestException as exc:
-        if exc.status == 429 or exc.status >= 500:
-            raise ProviderUnavailable(twilio.PROVIDER, f"HTTP {exc.status} (error {exc.code})") from None
-        code = str(exc.code if exc.code is not None else exc.status)
-        raise ProviderRejected(twilio.PROVIDER, code, str(exc.msg or f"HTTP {exc.status}"), exc.status) from None
-    except requests.RequestException as exc:
-        raise ProviderUnavailable(twilio.PROVIDER, type(exc).__name__) from None
-    return SentMessage(
-        provider=twilio.PROVIDER,
-        provider_message_id=created.sid,
-        status=twilio._STATUSES.get(str(created.status or "").lower(), DeliveryStatus.QUEUED),
-        sender_address=created.from_ or sender or None,
-        recipient_address=created.to or plan.recipient,
-    )
-
-
-def _send_email(
-    plan: Delivery, config: Any, message_id: str, *, to_name: str | None, text: str, headers: dict[str, str]
-) -> SentMessage:
-    """One plain-text email with extra headers (List-Unsubscribe) through SendGrid's Mail Send."""
-    import http.client
-
-    from python_http_client.exceptions import HTTPError
-    from sendgrid import SendGridAPIClient
-
-    from chalicelib.channels import sendgrid
-
-    payload = sendgrid.mail_payload(
-        from_email=config.sendgrid_from_email,
-        from_name=config.sendgrid_from_name or None,
-        to_email=plan.recipient,
-        to_name=to_name,
-        subject=plan.subject or "",
-        text=text,
-        custom_args={sendgrid.HUB_MESSAGE_ID_ARG: message_id},
-    )
-    payload.setdefault("headers", {}).update(headers)
-    client = SendGridAPIClient(config.sendgrid_api_key, host=config.sendgrid_api_base_url.rstrip("/"))
-    try:
-        response = client.client.mail.send.post(request_body=payload, timeout=config.provider_timeout_seconds)
-    except HTTPError as exc:
-        status = int(exc.status_code)
-        if status == 429 or status >= 500:
-            raise ProviderUnavailable(sendgrid.PROVIDER, f"HTTP {status}") from None
-        raise ProviderRejected(sendgrid.PROVIDER, str(status), sendgrid._error_text(exc.body), status) from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise ProviderUnavailable(sendgrid.PROVIDER, type(exc).__name__) from None
-    provider_id = response.headers.get("X-Message-Id") if response.headers is not None else None
-    return SentMessage(
-        provider=sendgrid.PROVIDER,
-        provider_message_id=provider_id or None,
-        status=DeliveryStatus.ACCEPTED,
-        sender_address=config.sendgrid_from_email,
-        recipient_address=plan.recipient,
-    )
 
 
 # --- Later: fallback after a failed delivery, the end of quiet hours --------------------------------------
