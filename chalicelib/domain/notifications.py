@@ -226,8 +226,6 @@ def plan_delivery(
     recipient = recipient_for(channel, customer)
     template = notification.template
     through_meta = channel is Channel.WHATSAPP and customer.whatsapp_provider == "meta"
-    if through_meta:
-        recipient = customer.phone or recipient
     if channel in NOTIFICATION_WINDOWS and check_window:
         last = customer.last_inbound_by_channel.get(channel.value)
         if last is None or now - last > NOTIFICATION_WINDOWS[channel]:

@@ -216,7 +216,9 @@ def recipient_for(channel: Channel, customer: Customer) -> str:
             "no_address_for_channel",
             f"the customer has no phone number, so no {channel.value} reply can be sent; reply on another channel",
         )
-    return whatsapp_address(customer.phone) if channel is Channel.WHATSAPP else customer.phone
+    if channel is Channel.WHATSAPP and customer.whatsapp_provider != "meta":
+        return whatsapp_address(customer.phone)  # Twilio's form; Meta's Cloud API takes the number
+    return customer.phone
 
 
 def whatsapp_address(number: str) -> str:
@@ -358,8 +360,6 @@ def plan_reply(
     recipient = recipient_for(channel, customer)
     if channel is Channel.WHATSAPP:
         check_whatsapp_window(customer, now)
-        if whatsapp_provider == "meta":
-            recipient = customer.phone or recipient
     tag = None
     if channel in (Channel.MESSENGER, Channel.INSTAGRAM):
         tag = messaging_tag(channel, customer, now)

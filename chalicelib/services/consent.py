@@ -254,6 +254,7 @@ def _send_chat_app_confirmation(
     from chalicelib.channels.base import Outgoing
 
     if inbound.channel is Channel.WHATSAPP:
+        # The number in Meta's form even if a later message came through Twilio meanwhile.
         recipient = recipient.removeprefix("whatsapp:")
     outgoing = Outgoing(
         channel=inbound.channel.value,
