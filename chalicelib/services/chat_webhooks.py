@@ -42,20 +42,9 @@ WebhookItem = InboundMessage | StatusUpdate | ConsentChange | Skipped
 class BatchOutcome:
     stored: list[str] = field(default_factory=list)  # hub message ids (new and duplicates)
     duplicates: int = 0
-    statuses: int = 0
-    consent_changes: int = 0
     skipped: list[str] = field(default_factory=list)
     # Messages whose sender should be told something at once (a refused link code).
     notices: list[tuple[InboundMessage, str, str]] = field(default_factory=list)  # message, customer, text
-
-    def summary(self) -> dict[str, int]:
-        return {
-            "stored": len(self.stored) - self.duplicates,
-            "duplicates": self.duplicates,
-            "statuses": self.statuses,
-            "consent_changes": self.consent_changes,
-            "skipped": len(self.skipped),
-        }
 
 
 def process(items: list[WebhookItem]) -> BatchOutcome:
@@ -72,9 +61,8 @@ def process(items: list[WebhookItem]) -> BatchOutcome:
                 outcome.notices.append((item, result.customer_id, result.notice))
         elif isinstance(item, StatusUpdate):
             record_status(item)
-            outcome.statuses += 1
         elif isinstance(item, ConsentChange):
-            outcome.consent_changes += int(_apply_consent(item))
+            _apply_consent(item)
         else:
             outcome.skipped.append(f"{item.kind}: {item.reason}")
     if outcome.skipped:
@@ -84,16 +72,15 @@ def process(items: list[WebhookItem]) -> BatchOutcome:
     return outcome
 
 
-def _apply_consent(change: ConsentChange) -> bool:
+def _apply_consent(change: ConsentChange) -> None:
     from chalicelib.services.consent import set_consent
     from chalicelib.store import thread
 
     ref = thread.find_identity(change.sender)
     if ref is None:
-        return False  # never wrote: nothing to record until they do
+        return  # never wrote: nothing to record until they do
     set_consent(ref.customer_id, change.channel, opted_out=change.opted_out, at=change.occurred_at)
     logger.info("consent changed", extra={"channel": change.channel.value, "opted_out": change.opted_out})
-    return True
 
 
 def tell(message: InboundMessage, text: str, customer_id: str | None = None) -> None:

@@ -42,6 +42,11 @@ class IngestResult:
 
 
 def ingest(msg: InboundMessage) -> IngestResult:
+    if msg.verified_phone:
+        # Before filing: the message then lands in the thread of the customer who owns the phone.
+        from chalicelib.services import verified_contacts
+
+        verified_contacts.bind(msg)
     notice = _redeem_link_code(msg)
     result = _store(msg)
     if msg.verified_phone and result.new_customer:
@@ -74,10 +79,6 @@ def _redeem_link_code(msg: InboundMessage) -> str | None:
     is filed, so it lands in that customer's thread. Costs nothing for messages without a code."""
     from chalicelib.domain.links import find_code
 
-    if msg.verified_phone:
-        from chalicelib.services import verified_contacts
-
-        verified_contacts.bind(msg)
     if msg.link_code is None and find_code(msg.body) is None and find_code(msg.subject or "") is None:
         return None
     from chalicelib.services import links
