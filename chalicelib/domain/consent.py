@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.identity import USER_ID_KINDS
 from chalicelib.domain.messages import Channel
+from chalicelib.domain.replies import user_id_for
 
 # --- Keywords -------------------------------------------------------------------------------------
 
@@ -206,7 +207,7 @@ def channel_block(customer: Customer, channel: Channel) -> Block | None:
     if channel is Channel.EMAIL and not customer.email:
         return Block("no_address", "the customer has no email address")
     if channel.value in USER_ID_KINDS:
-        if not any(identity.kind is USER_ID_KINDS[channel.value] for identity in customer.identities):
+        if user_id_for(channel, customer) is None:
             return Block("no_address", f"the customer has never written on {channel.value}")
         return None
     if channel is not Channel.EMAIL and not customer.phone:
