@@ -1,66 +1,238 @@
-"""Settings from the environment.
+"""Every setting the hub reads, in one place: one field each, with its default and its description.
 
-Secrets (Twilio auth token, SendGrid inbound token, the hub API key) are plain environment
-variables locally. In AWS each may instead name an SSM SecureString parameter through
-`<NAME>_PARAMETER` (for example `TWILIO_AUTH_TOKEN_PARAMETER=/omnihub/prod/twilio/auth-token`);
-it is read with Powertools Parameters and cached for `SECRET_CACHE_SECONDS`.
+Each field is read from the environment variable of the same name in upper case
+(`twilio_sms_from` ← `TWILIO_SMS_FROM`). The README's configuration table is generated from
+these fields (`python -m chalicelib.config`) and a test keeps the two equal.
+
+Secrets (fields marked `secret`) are plain environment variables locally. In AWS each may instead
+name an SSM SecureString parameter through `<NAME>_PARAMETER` (for example
+`TWILIO_AUTH_TOKEN_PARAMETER=/omnihub/prod/twilio/auth-token`); `secret()` reads it with
+Powertools Parameters and caches it for `SECRET_CACHE_SECONDS`.
+
+A value that does not parse (a word where a number belongs) is ignored with a warning and the
+default applies: a typo in one setting must not turn every request into a 500.
 """
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+import sys
+import threading
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET = {"secret": True}
+OFF_WORDS = ("off", "none", "false")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    table_name: str = "omnihub"
-    routing_queue_url: str = ""
-    timer_queue_url: str = ""
-    crm_events_queue_url: str = ""
-    crm_events_queue_dlq_url: str = ""
-    public_base_url: str = "http://127.0.0.1:8000"
-    default_phone_region: str = Field(default="US", description="ISO region for national-format numbers")
-    max_body_bytes: int = 5 * 1024 * 1024
-    # Twilio retries a webhook after 15 s; answer well within that even when AWS is slow.
-    aws_timeout_seconds: float = 5.0
-    secret_cache_seconds: int = 300
-    service_name: str = "omnihub"
+    # --- Where data and work go -----------------------------------------------------------------
+    table_name: str = Field("omnihub", description="the DynamoDB table (set by the deployment and the local stack)")
+    routing_queue_url: str = Field("", description="the routing FIFO queue")
+    timer_queue_url: str = Field("", description="the timer queue (SQS delays)")
+    crm_events_queue_url: str = Field("", description="the CRM events queue")
+    crm_events_queue_dlq_url: str = Field("", description="the CRM events dead-letter queue")
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="the URL providers call, as they sign it (include the API stage or base path)",
+    )
+    default_phone_region: str = Field("US", description="ISO region for national-format phone numbers")
+    max_body_bytes: int = Field(5 * 1024 * 1024, description="larger request bodies get 413")
+    aws_timeout_seconds: float = Field(
+        5.0, description="timeout of each AWS call (Twilio retries a webhook after 15 s: answer well within that)"
+    )
+    secret_cache_seconds: int = Field(300, description="how long a secret read from SSM is cached")
+    service_name: str = Field("omnihub", description="the service name in logs")
+    powertools_service_name: str = Field("omnihub", description="the service dimension of the metrics")
+    powertools_metrics_namespace: str = Field("Omnihub", description="the CloudWatch namespace of the metrics")
 
-    twilio_auth_token: str = ""
-    sendgrid_inbound_token: str = ""
-    hub_api_key: str = ""
+    # --- Secrets of the edge ------------------------------------------------------------------------
+    hub_api_key: str = Field(
+        "", description="the API key CRMs send as 'Authorization: Bearer'", json_schema_extra=SECRET
+    )
+    twilio_auth_token: str = Field(
+        "", description="verifies Twilio's signatures and authenticates sends", json_schema_extra=SECRET
+    )
+    sendgrid_inbound_token: str = Field(
+        "", description="the Inbound Parse shared secret (Basic password or ?token=)", json_schema_extra=SECRET
+    )
 
-    # Chat apps. Secrets among these (app secrets, tokens) are read with `secret()`, so they may
-    # live in SSM; the rest are plain settings. Base URLs point the senders at a sandbox locally.
-    meta_graph_base_url: str = "https://graph.facebook.com"
-    meta_graph_version: str = "v21.0"
-    meta_whatsapp_phone_number_id: str = ""
-    meta_whatsapp_number: str = ""  # the business's WhatsApp number (E.164), for wa.me links
-    meta_whatsapp_template_language: str = "en_US"  # language of approved templates in notifications
-    meta_page_id: str = ""  # Messenger: the Facebook Page; m.me links use meta_page_username
-    meta_page_username: str = ""
-    meta_instagram_account_id: str = ""
-    telegram_api_base_url: str = "https://api.telegram.org"
-    telegram_bot_username: str = ""  # for t.me/<bot>?start= links
-    line_api_base_url: str = "https://api.line.me"
-    line_basic_id: str = ""  # the official account's basic id (@123abcde), for click-to-chat links
-    wechat_api_base_url: str = "https://api.weixin.qq.com"
-    wechat_app_id: str = ""
+    # --- Sending: Twilio (SMS, WhatsApp) and SendGrid (email) ----------------------------------------
+    twilio_account_sid: str = Field("", description="the Twilio account that sends SMS and WhatsApp")
+    twilio_sms_from: str = Field(
+        "", description="the SMS sender when the customer never wrote to a business number (E.164)"
+    )
+    twilio_whatsapp_from: str = Field(
+        "", description="the WhatsApp sender when the customer never wrote to a business number"
+    )
+    twilio_messaging_service_sid: str = Field(
+        "", description="a Messaging Service that picks the sender when no business number is known"
+    )
+    twilio_api_base_url: str = Field("https://api.twilio.com", description="where the Twilio client sends")
+    twilio_whatsapp_templates: str = Field(
+        "", description="JSON: template name → Twilio Content SID ('HX...') for WhatsApp outside the 24-hour window"
+    )
+    sendgrid_api_key: str = Field("", description="the SendGrid API key that sends email", json_schema_extra=SECRET)
+    sendgrid_from_email: str = Field(
+        "", description="the email sender when the customer never wrote to a business address"
+    )
+    sendgrid_from_name: str = Field("", description="the display name of email the hub sends")
+    sendgrid_api_base_url: str = Field("https://api.sendgrid.com", description="where the SendGrid client sends")
+    provider_timeout_seconds: float = Field(10.0, description="timeout of one provider send (0 to 25 s)", gt=0, le=25)
+
+    # --- The business, consent and notifications -------------------------------------------------------
+    business_name: str = Field(
+        "",
+        description="the business's name in consent answers, invitations and email footers "
+        "(else SENDGRID_FROM_NAME, else 'omnihub')",
+    )
+    consent_stop_text: str = Field(
+        "{business_name}: you are unsubscribed and will get no more messages here. Reply START to resubscribe.",
+        description="the answer to STOP",
+    )
+    consent_start_text: str = Field(
+        "{business_name}: you are subscribed again. Reply STOP to unsubscribe, HELP for help.",
+        description="the answer to START",
+    )
+    consent_help_text: str = Field(
+        "{business_name}: reply here with your question and our team will answer. "
+        "Reply STOP to unsubscribe, START to resubscribe.",
+        description="the answer to HELP",
+    )
+    consent_send_confirmations: str = Field(
+        "true", description="answer consent keywords: true, false, or the channels to answer on (e.g. 'whatsapp')"
+    )
+    unsubscribe_secret: str = Field(
+        "", description="signs the one-click unsubscribe link of every email", json_schema_extra=SECRET
+    )
+    unsubscribe_mailto: str = Field(
+        "", description="the List-Unsubscribe mailto: address (else SENDGRID_FROM_EMAIL; 'off' for none)"
+    )
+    notification_templates: str = Field(
+        "", description="JSON: template name → text with {param}s, or {'text', 'subject'} for email"
+    )
+    default_customer_timezone: str = Field("UTC", description="the time zone of quiet hours for customers without one")
+
+    # --- Handoff links and web chat ------------------------------------------------------------------------
+    link_secret: str = Field("", description="signs handoff link tokens", json_schema_extra=SECRET)
+    link_ttl_hours: float = Field(24.0, description="how long a handoff link stays valid", gt=0)
+    webchat_session_secret: str = Field(
+        "", description="signs web chat session tokens (web chat is off without it)", json_schema_extra=SECRET
+    )
+    webchat_jwt_secret: str = Field(
+        "", description="verifies the HS256 sign-in token of a signed-in visitor", json_schema_extra=SECRET
+    )
+    webchat_allowed_origins: str = Field(
+        "", description="comma-separated origins that may embed the chat ('*' for any)"
+    )
+    webchat_session_ttl_seconds: int = Field(
+        7 * 24 * 3600, description="how long a web chat session lives (300 s to 90 days)", ge=300, le=90 * 24 * 3600
+    )
+    webchat_offline_after_seconds: float = Field(
+        60.0, description="a visitor whose page has not polled for this long also gets agent replies as a notification"
+    )
+
+    # --- Routing and the CRM ----------------------------------------------------------------------------------
+    routing_config: str = Field("", description="routing rules and timings as JSON (see 'Routing')")
+    routing_config_file: str = Field("", description="a JSON file with the routing rules, when ROUTING_CONFIG is unset")
+    webhook_timeout_seconds: float = Field(5.0, description="timeout of one CRM webhook delivery", ge=0.1)
+    webhook_max_attempts: int = Field(8, description="deliveries of one CRM event before it is dead-lettered", ge=1)
+    webhook_retry_base_seconds: float = Field(
+        5.0, description="first retry delay of a CRM delivery (doubled per attempt, at most 900 s)", ge=0
+    )
+    allow_insecure_webhook_urls: bool = Field(False, description="accept http:// CRM webhook URLs on any host")
+
+    # --- Chat apps --------------------------------------------------------------------------------------------------
+    meta_app_secret: str = Field("", description="verifies Meta's X-Hub-Signature-256", json_schema_extra=SECRET)
+    meta_verify_token: str = Field(
+        "", description="answers Meta's GET verification (hub.verify_token)", json_schema_extra=SECRET
+    )
+    meta_access_token: str = Field("", description="sends through the Graph API", json_schema_extra=SECRET)
+    meta_graph_base_url: str = Field("https://graph.facebook.com", description="where the Graph API calls go")
+    meta_graph_version: str = Field("v21.0", description="the Graph API version")
+    meta_whatsapp_phone_number_id: str = Field("", description="the WhatsApp Cloud API phone number id")
+    meta_whatsapp_number: str = Field("", description="the business's WhatsApp number (E.164), for wa.me links")
+    meta_whatsapp_template_language: str = Field(
+        "en_US", description="language of the approved WhatsApp templates notifications use"
+    )
+    meta_page_id: str = Field("", description="the Facebook Page (Messenger)")
+    meta_page_username: str = Field("", description="the Page's username, for m.me links")
+    meta_instagram_account_id: str = Field("", description="the Instagram professional account")
+    telegram_bot_token: str = Field("", description="the Telegram bot's token", json_schema_extra=SECRET)
+    telegram_secret_token: str = Field(
+        "", description="checked against X-Telegram-Bot-Api-Secret-Token", json_schema_extra=SECRET
+    )
+    telegram_api_base_url: str = Field("https://api.telegram.org", description="where Bot API calls go")
+    telegram_bot_username: str = Field("", description="the bot's username, for t.me links")
+    line_channel_secret: str = Field("", description="verifies X-Line-Signature", json_schema_extra=SECRET)
+    line_channel_access_token: str = Field("", description="sends through the Messaging API", json_schema_extra=SECRET)
+    line_api_base_url: str = Field("https://api.line.me", description="where Messaging API calls go")
+    line_basic_id: str = Field("", description="the official account's basic id (@123abcde), for links")
+    wechat_token: str = Field("", description="verifies WeChat's signature", json_schema_extra=SECRET)
+    wechat_app_id: str = Field("", description="the Official Account's AppID")
+    wechat_app_secret: str = Field("", description="fetches the API access token", json_schema_extra=SECRET)
+    wechat_api_base_url: str = Field("https://api.weixin.qq.com", description="where WeChat API calls go")
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _default_when_invalid(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            field = cls.model_fields[info.field_name]
+            sys.stderr.write(f"omnihub: ignoring an invalid value of {info.field_name.upper()}; using the default\n")
+            return field.default
+
+    @property
+    def display_name(self) -> str:
+        """Who the hub speaks for: BUSINESS_NAME, else the email sender's name, else 'omnihub'."""
+        return self.business_name.strip() or self.sendgrid_from_name.strip() or "omnihub"
+
+    @property
+    def unsubscribe_address(self) -> str:
+        """The List-Unsubscribe mailto: address, or '' for none."""
+        chosen = self.unsubscribe_mailto.strip() or self.sendgrid_from_email.strip()
+        return "" if chosen.lower() in OFF_WORDS else chosen
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        listed = self.webchat_allowed_origins.split(",")
+        return tuple(origin.strip().rstrip("/") for origin in listed if origin.strip())
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return Settings()
+class _SettingsCache:
+    """`settings()`: the Settings, built again only when the environment changed.
+
+    Lambda's environment never changes; the local stack and the tests change it at run time, and
+    every change must apply at once. Comparing the environment costs microseconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: int | None = None
+        self._value: Settings | None = None
+
+    def __call__(self) -> Settings:
+        key = hash(frozenset(os.environ.items()))
+        with self._lock:
+            if self._value is None or key != self._key:
+                self._value, self._key = Settings(), key
+            return self._value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._value = self._key = None
+
+
+settings = _SettingsCache()
 
 
 def secret(name: str) -> str:
-    """A secret setting: the environment variable, else the SSM parameter it names, else ''."""
-    value = os.environ.get(name.upper(), "")
+    """A secret setting: its value, else the SSM parameter `<NAME>_PARAMETER` names, else ''."""
+    value = str(getattr(settings(), name.lower()))
     if value:
         return value
     parameter = os.environ.get(f"{name.upper()}_PARAMETER", "")
@@ -80,3 +252,19 @@ def secret(name: str) -> str:
         logger.warning("secret parameter not found; treated as unset", extra={"setting": name.upper()})
         return ""
     return str(fetched or "")
+
+
+def markdown_table() -> str:
+    """The README's configuration table, one row per field."""
+    rows = ["| Setting | Default | What it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(secret)" if (field.json_schema_extra or {}).get("secret") else f"`{default}`" if default != "" else ""
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        rows.append(f"| `{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())

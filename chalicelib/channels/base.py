@@ -76,11 +76,12 @@ class WebhookRequest:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message for a chat app's send API, with what the channel rules decided.
+    """One message for a channel's send, with everything the outbound service decided.
 
-    `recipient` is the customer's address on the channel: an E.164 number for WhatsApp, the
-    chat app's user id otherwise. Channel modules turn it into the provider's request and answer
-    a `SentMessage`, or raise `ProviderRejected` (stored as failed) / `ProviderUnavailable`.
+    `recipient` is the customer's address on the channel: an E.164 number for SMS and WhatsApp
+    (`whatsapp:+...` through Twilio), an email address, or the chat app's user id. Channel modules
+    turn it into the provider's request and answer a `SentMessage`, or raise `ProviderRejected`
+    (stored as failed) / `ProviderUnavailable` (nothing was sent).
     """
 
     channel: str
@@ -89,6 +90,15 @@ class Outgoing:
     hub_message_id: str
     media_urls: tuple[str, ...] = ()
     timeout: float = 10.0
+    # The business address to send from: the one the customer last wrote to on this channel.
+    # None: the channel's configured sender (or Twilio Messaging Service).
+    sender: str | None = None
+    # Email: the recipient's display name, the subject, threading and extra headers (List-Unsubscribe).
+    recipient_name: str | None = None
+    subject: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
     # Messenger/Instagram outside the 24-hour window: the message tag that allows it (HUMAN_AGENT).
     message_tag: str | None = None
     # LINE: a fresh reply token (free, single use); None means push.
@@ -96,7 +106,10 @@ class Outgoing:
     # The same for every retry of one client request (from its Idempotency-Key), so a provider
     # that deduplicates retries (LINE's X-Line-Retry-Key) delivers a retried send once.
     retry_key: str | None = None
-    # WhatsApp Cloud API outside the window: an approved template and its parameters.
+    # A pre-approved template outside a messaging window: Meta's template name (with
+    # `template_language` and `template_parameters` in order) or Twilio's Content SID (with
+    # `template_variables`).
     template: str | None = None
     template_language: str | None = None
     template_parameters: tuple[str, ...] = ()
+    template_variables: Mapping[str, str] = field(default_factory=dict)

@@ -20,9 +20,9 @@ old one valid for five minutes after a renewal), so the loser simply uses the to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from chalicelib.domain.access_tokens import AccessToken
 from chalicelib.store import table
 from chalicelib.store.table import ConditionFailed
 
@@ -33,13 +33,6 @@ def access_token_key(provider: str, account: str) -> dict[str, str]:
     return {"pk": f"ACCESS_TOKEN#{provider}#{account}", "sk": SORT_KEY}
 
 
-@dataclass(frozen=True)
-class AccessToken:
-    token: str = field(repr=False)  # a credential: never in a repr, a log line or an exception
-    expires_at: int  # epoch seconds
-
-    def seconds_left(self, now: float) -> float:
-        return self.expires_at - now
 
 
 def get(provider: str, account: str) -> AccessToken | None:
