@@ -20,9 +20,6 @@ app = Chalice(app_name="omnihub", configure_logs=False)
 app.api.binary_types.append("multipart/form-data")
 app.register_middleware(edge, "http")
 
-TWILIO_TYPES = ["application/x-www-form-urlencoded", "application/json"]
-TWIML = {"Content-Type": "text/xml"}
-
 
 def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,101 +36,75 @@ def health() -> dict[str, str]:
 # --- Provider webhooks -------------------------------------------------------------------------
 
 
-@route("/webhooks/twilio/messaging", methods=["POST"], content_types=TWILIO_TYPES)
-def twilio_messaging() -> Response:
-    from chalicelib.channels import twilio
-    from chalicelib.config import secret, settings
-    from chalicelib.services.ingest import ingest
-
-    config = settings()
-    params = twilio.verify(webhook_request(app.current_request), secret("twilio_auth_token"), config.public_base_url)
-    result = ingest(twilio.parse_inbound(params, config.default_phone_region))
-    return Response(body=twilio.twiml_reply(result.notice), headers=TWIML)
-
-
-@route("/webhooks/twilio/status", methods=["POST"], content_types=TWILIO_TYPES)
-def twilio_status() -> Response:
-    from chalicelib.channels import twilio
-    from chalicelib.config import secret, settings
-    from chalicelib.services.delivery_status import record_status
-
-    params = twilio.verify(
-        webhook_request(app.current_request), secret("twilio_auth_token"), settings().public_base_url
-    )
-    record_status(twilio.parse_status(params))
-    return Response(body=twilio.EMPTY_TWIML, headers=TWIML)
-
-
-@route("/webhooks/sendgrid/inbound", methods=["POST"], content_types=["multipart/form-data"])
-def sendgrid_inbound() -> dict[str, str]:
-    from chalicelib.channels import sendgrid
-    from chalicelib.config import secret, settings
-    from chalicelib.services.ingest import ingest
-
-    request = webhook_request(app.current_request)
-    sendgrid.verify(request, secret("sendgrid_inbound_token"))
-    message = sendgrid.parse_inbound(request, settings().default_phone_region)
-    result = ingest(message)
-    if result.notice and not result.duplicate:
-        from chalicelib.services.links import tell_refusal
-
-        tell_refusal(message, result.notice)
-    return {"status": "duplicate" if result.duplicate else "stored", "message_id": result.message_id}
-
-
-# Chat apps: each channel module verifies and parses its provider's webhook (channels/registry.py
-# names the contract); chat_webhooks files what it found. One route per provider.
+# Every provider's channel module verifies and parses its webhook (channels/registry.py names the
+# contract); services/webhook_intake.py files what it found. One route per provider endpoint.
+TWILIO_TYPES = ["application/x-www-form-urlencoded", "application/json"]
 JSON_TYPES = ["application/json"]
 XML_TYPES = ["text/xml", "application/xml"]
 
 
-def chat_webhook(provider: str) -> Response:
+def channel_webhook(provider: str) -> Response:
     from chalicelib.channels import registry
-    from chalicelib.services import chat_webhooks
+    from chalicelib.services import webhook_intake
 
-    channel = registry.sender(provider)
+    channel = registry.channel(provider)
     request = webhook_request(app.current_request)
     channel.verify(request)
-    outcome = chat_webhooks.process(channel.parse(request))
-    return Response(body=channel.acknowledgement(outcome), headers={"Content-Type": "text/plain; charset=utf-8"})
+    outcome = webhook_intake.process(channel.parse(request))
+    return Response(body=channel.acknowledgement(outcome), headers={"Content-Type": channel.ACKNOWLEDGEMENT_TYPE})
 
 
-def chat_handshake(provider: str) -> Response:
+def channel_handshake(provider: str) -> Response:
     """The GET a provider sends to prove the URL is ours (Meta's hub.challenge, WeChat's echostr)."""
     from chalicelib.channels import registry
 
-    answer = registry.sender(provider).handshake(webhook_request(app.current_request))
+    answer = registry.channel(provider).handshake(webhook_request(app.current_request))
     return Response(body=answer, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+@route("/webhooks/twilio/messaging", methods=["POST"], content_types=TWILIO_TYPES)
+def twilio_messaging() -> Response:
+    return channel_webhook("twilio")
+
+
+@route("/webhooks/twilio/status", methods=["POST"], content_types=TWILIO_TYPES)
+def twilio_status() -> Response:
+    return channel_webhook("twilio")
+
+
+@route("/webhooks/sendgrid/inbound", methods=["POST"], content_types=["multipart/form-data"])
+def sendgrid_inbound() -> Response:
+    return channel_webhook("sendgrid")
 
 
 @route("/webhooks/meta", methods=["GET"])
 def meta_verification() -> Response:
-    return chat_handshake("meta")
+    return channel_handshake("meta")
 
 
 @route("/webhooks/meta", methods=["POST"], content_types=JSON_TYPES)
 def meta_webhook() -> Response:
-    return chat_webhook("meta")
+    return channel_webhook("meta")
 
 
 @route("/webhooks/telegram", methods=["POST"], content_types=JSON_TYPES)
 def telegram_webhook() -> Response:
-    return chat_webhook("telegram")
+    return channel_webhook("telegram")
 
 
 @route("/webhooks/line", methods=["POST"], content_types=JSON_TYPES)
 def line_webhook() -> Response:
-    return chat_webhook("line")
+    return channel_webhook("line")
 
 
 @route("/webhooks/wechat", methods=["GET"])
 def wechat_verification() -> Response:
-    return chat_handshake("wechat")
+    return channel_handshake("wechat")
 
 
 @route("/webhooks/wechat", methods=["POST"], content_types=XML_TYPES)
 def wechat_webhook() -> Response:
-    return chat_webhook("wechat")
+    return channel_webhook("wechat")
 
 
 # --- REST API for CRMs (Bearer auth in the edge middleware) -----------------------------------
@@ -202,20 +173,19 @@ def list_messages(conversation_id: str) -> dict[str, Any]:
 
 @route("/v1/conversations/{conversation_id}/links", methods=["POST"])
 def create_link(conversation_id: str) -> Response:
-    from chalicelib.api.models import LinkRequest
     from chalicelib.services import links
 
-    request = LinkRequest.model_validate(json_object(app.current_request))
-    status, body = links.create_link(conversation_id, request.target, request.agent_id, request.via)
-    return Response(body=body, status_code=status)
+    request = app.current_request
+    outcome = links.create_link(conversation_id, json_object(request), request.headers.get("idempotency-key"))
+    return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 
 
 @route("/v1/customers/{customer_id}/identity-history")
 def identity_history(customer_id: str) -> dict[str, Any]:
-    from chalicelib.services import customers, links
+    from chalicelib.services import customers, link_redemption
 
     customers.get_customer(customer_id)
-    return {"data": links.identity_history(customer_id)}
+    return {"data": link_redemption.identity_history(customer_id)}
 
 
 # --- Agents, offers and routing ----------------------------------------------------------------

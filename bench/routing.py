@@ -730,8 +730,9 @@ def main(argv: list[str] | None = None) -> int:
     if not slots <= args.conversations <= MAX_CONVERSATIONS:
         parser.error(f"--conversations must be from agents x capacity ({slots}) to {MAX_CONVERSATIONS}")
     os.chdir(ROOT)
+    # The stack runs in this process and takes its settings from the environment; a non-empty
+    # ROUTING_CONFIG wins over any ROUTING_CONFIG_FILE inherited from the shell.
     os.environ["ROUTING_CONFIG"] = json.dumps(ROUTING_CONFIG)
-    os.environ.pop("ROUTING_CONFIG_FILE", None)
 
     numbers = [f"{NUMBER_PREFIX}{i:04d}" for i in range(args.conversations)]
     counter = RequestCounter(thread_role)

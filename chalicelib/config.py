@@ -6,15 +6,16 @@ these fields (`python -m chalicelib.config`) and a test keeps the two equal.
 
 Secrets (fields marked `secret`) are plain environment variables locally. In AWS each may instead
 name an SSM SecureString parameter through `<NAME>_PARAMETER` (for example
-`TWILIO_AUTH_TOKEN_PARAMETER=/omnihub/prod/twilio/auth-token`); `secret()` reads it with
+`TWILIO_AUTH_TOKEN_PARAMETER=/omnihub/prod/twilio-auth-token`); `secret()` reads it with
 Powertools Parameters and caches it for `SECRET_CACHE_SECONDS`.
 
-A value that does not parse (a word where a number belongs) is ignored with a warning and the
-default applies: a typo in one setting must not turn every request into a 500.
+A value that does not parse (a word where a number belongs) or breaks a field's bounds is ignored
+with a warning and the default applies: a typo in one setting must not turn every request into a 500.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -46,9 +47,11 @@ class Settings(BaseSettings):
         5.0, description="timeout of each AWS call (Twilio retries a webhook after 15 s: answer well within that)"
     )
     secret_cache_seconds: int = Field(300, description="how long a secret read from SSM is cached")
-    service_name: str = Field("omnihub", description="the service name in logs")
-    powertools_service_name: str = Field("omnihub", description="the service dimension of the metrics")
-    powertools_metrics_namespace: str = Field("Omnihub", description="the CloudWatch namespace of the metrics")
+    # Blank falls back to the default too (min_length): EMF needs a namespace and a service.
+    powertools_service_name: str = Field("omnihub", description="the service dimension of the metrics", min_length=1)
+    powertools_metrics_namespace: str = Field(
+        "Omnihub", description="the CloudWatch namespace of the metrics", min_length=1
+    )
 
     # --- Secrets of the edge ------------------------------------------------------------------------
     hub_api_key: str = Field(
@@ -119,7 +122,7 @@ class Settings(BaseSettings):
 
     # --- Handoff links and web chat ------------------------------------------------------------------------
     link_secret: str = Field("", description="signs handoff link tokens", json_schema_extra=SECRET)
-    link_ttl_hours: float = Field(24.0, description="how long a handoff link stays valid", gt=0)
+    link_ttl_hours: float = Field(24.0, description="how long a handoff link stays valid", ge=0)
     webchat_session_secret: str = Field(
         "", description="signs web chat session tokens (web chat is off without it)", json_schema_extra=SECRET
     )
@@ -139,7 +142,9 @@ class Settings(BaseSettings):
     # --- Routing and the CRM ----------------------------------------------------------------------------------
     routing_config: str = Field("", description="routing rules and timings as JSON (see 'Routing')")
     routing_config_file: str = Field("", description="a JSON file with the routing rules, when ROUTING_CONFIG is unset")
-    webhook_timeout_seconds: float = Field(5.0, description="timeout of one CRM webhook delivery", ge=0.1)
+    # At most 25 s: the CRM worker runs 30 s and re-queues a delivery it has no time left to make,
+    # so a longer timeout would re-queue every delivery forever.
+    webhook_timeout_seconds: float = Field(5.0, description="timeout of one CRM webhook delivery", ge=0.1, le=25)
     webhook_max_attempts: int = Field(8, description="deliveries of one CRM event before it is dead-lettered", ge=1)
     webhook_retry_base_seconds: float = Field(
         5.0, description="first retry delay of a CRM delivery (doubled per attempt, at most 900 s)", ge=0
@@ -255,15 +260,58 @@ def secret(name: str) -> str:
 
 
 def markdown_table() -> str:
-    """The README's configuration table, one row per field."""
-    rows = ["| Setting | Default | What it does |", "|---|---|---|"]
+    """The README's configuration table, one row per field (the README holds it between the
+    `<!-- settings:begin -->` and `<!-- settings:end -->` markers, and a test keeps them equal)."""
+    rows = ["| Setting | Default | Allowed | What it does |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        default = field.default
-        shown = "(secret)" if (field.json_schema_extra or {}).get("secret") else f"`{default}`" if default != "" else ""
-        if isinstance(default, bool):
-            shown = f"`{str(default).lower()}`"
-        rows.append(f"| `{name.upper()}` | {shown} | {field.description} |")
+        cells = (_code(name.upper()), _default(field), _allowed(field), _cell(field.description or ""))
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe in one Markdown table cell: one line, with its pipes escaped (GitHub's tables
+    need the escape inside code spans too)."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """A code span, fenced with more backticks than the text holds."""
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    padding = " " if text.startswith("`") or text.endswith("`") else ""
+    return _cell(f"{fence}{padding}{text}{padding}{fence}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _default(field: Any) -> str:
+    default = field.get_default(call_default_factory=True)
+    if (field.json_schema_extra or {}).get("secret"):
+        return "(secret)"
+    if isinstance(default, bool):
+        return _code(str(default).lower())
+    if isinstance(default, int | float):
+        return _code(_number(default))
+    if isinstance(default, dict | list):
+        return _code(json.dumps(default, separators=(",", ":"), ensure_ascii=False))
+    return _code(str(default)) if default != "" else "(none)"
+
+
+def _allowed(field: Any) -> str:
+    """The field's type and bounds, as `settings()` enforces them (anything else: the default)."""
+    kind = {bool: "true or false", int: "integer", float: "number"}.get(field.annotation, "")
+    bounds = []
+    for constraint in field.metadata:
+        for attribute, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            if getattr(constraint, attribute, None) is not None:
+                bounds.append(f"{sign} {_number(getattr(constraint, attribute))}")
+        if getattr(constraint, "min_length", None):
+            bounds.append("not empty")
+    return _cell(" ".join([kind, ", ".join(bounds)]).strip())
 
 
 if __name__ == "__main__":

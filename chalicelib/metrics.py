@@ -1,8 +1,9 @@
 """Business metrics as CloudWatch Embedded Metric Format (EMF): JSON lines on stdout that
 CloudWatch Logs turns into metrics. Emitting one costs no AWS request.
 
-Namespace `Omnihub` (POWERTOOLS_METRICS_NAMESPACE), dimension `service` = `omnihub`
-(POWERTOOLS_SERVICE_NAME), plus low-cardinality dimensions only:
+Namespace `Omnihub` (the setting POWERTOOLS_METRICS_NAMESPACE), dimension `service` = `omnihub`
+(POWERTOOLS_SERVICE_NAME), both read from `chalicelib.config`, plus low-cardinality dimensions
+only:
 
     InboundMessages          Count    channel           (each new provider message, once)
     InboundDuplicates        Count    channel           (provider retries of a stored message)
@@ -30,7 +31,6 @@ Importing this module loads nothing beyond the standard library and the shared l
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -38,8 +38,6 @@ from typing import Any, TypeVar
 
 from chalicelib.observability import logger
 
-DEFAULT_NAMESPACE = "Omnihub"
-DEFAULT_SERVICE = "omnihub"
 SEND_RESULTS = ("sent", "failed", "unavailable")
 _FLUSH_AT = 100  # buffered values; beyond this a flush happens at once (EMF's limit per metric)
 
@@ -177,8 +175,10 @@ def flush() -> None:
         return
     from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
-    service = os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE
+    from chalicelib.config import settings
+
+    namespace = settings().powertools_metrics_namespace
+    service = settings().powertools_service_name
     for (dimensions, rollups), metrics in taken.items():
         provider = AmazonCloudWatchEMFProvider(
             namespace=namespace, service=service, default_dimensions={"service": service}

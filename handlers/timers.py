@@ -1,6 +1,8 @@
-"""Timer worker: offer timeouts, task re-checks (sticky wait over, skills relax) and agents'
-offline grace periods, delivered as delayed SQS messages. Each action is idempotent: a timer
-that fires for something already decided does nothing."""
+"""Timer worker: offer timeouts, task re-checks (sticky wait over, skills relax), agents' offline
+grace periods, notifications held for quiet hours, and the reactions that cross use cases (a
+failed delivery's notification fallback, a web chat reply to a visitor who left), delivered as
+(delayed) SQS messages. Each action is idempotent: a timer that fires for something already
+decided does nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib import metrics
 from chalicelib.domain.notifications import NotificationDue
-from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck, timer_message
+from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck
+from chalicelib.domain.timers import DeliveryFailed, WebchatReplySent, timer_message
 from chalicelib.observability import with_lambda_context
-from chalicelib.services import notifications, routing, timers
+from chalicelib.services import notifications, offline_fallback, routing, timers
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -31,6 +34,10 @@ def record_handler(record: SQSRecord) -> None:
         routing.agent_grace_over(message)
     elif isinstance(message, NotificationDue):
         notifications.handle_timer(message)
+    elif isinstance(message, DeliveryFailed):
+        notifications.handle_delivery_failed(message)
+    elif isinstance(message, WebchatReplySent):
+        offline_fallback.handle_timer(message)
 
 
 @with_lambda_context

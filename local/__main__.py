@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 import time
 import urllib.request
+from typing import NoReturn
 
 from local.stack import LOCAL_DEFAULTS, LocalStack
 
@@ -55,25 +58,75 @@ omnihub is running at {url}   (Ctrl-C stops it; data lives in memory for this ru
 """
 
 
+# Ctrl-C (or SIGTERM) stops the stack, giving the work under way this long to finish; whatever
+# still runs after that (a handler mid-batch, a web chat long poll, a CRM delivery waiting on
+# its timeout) is abandoned: data lives in memory for the run, and SQS would redeliver it anyway.
+STOP_GRACE_SECONDS = 0.5
+# However stopping goes, the process is gone this long after the first signal.
+STOP_DEADLINE_SECONDS = 2.0
+# A second Ctrl-C exits at once with the shell's code for "interrupted".
+EXIT_INTERRUPTED = 130
+
+
+def _exit_now(code: int, message: str | None = None) -> NoReturn:
+    """End the process without the interpreter's shutdown, which would wait for every non-daemon
+    thread (the CRM fan-out's thread pool, say, in a delivery waiting on its timeout)."""
+    with contextlib.suppress(Exception):
+        if message:
+            print(message, flush=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+class _Stopping:
+    """SIGINT/SIGTERM while the stack is up asks the main thread to stop it and arms a watchdog
+    that ends the process if stopping takes too long. A signal while it is still starting, or a
+    second one, ends the process at once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.serving = False  # set once the stack is up: from then on, stopping it is worth a moment
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.requested.is_set():
+            _exit_now(EXIT_INTERRUPTED, "omnihub: stopped at once (second signal)")
+        if not self.serving:
+            _exit_now(0, "omnihub: stopped while starting")
+        self.requested.set()
+        watchdog = threading.Timer(
+            STOP_DEADLINE_SECONDS, _exit_now, args=(0, "omnihub: stopped (work under way abandoned)")
+        )
+        watchdog.daemon = True
+        watchdog.start()
+
+
 def main() -> int:
+    stopping = _Stopping()
+    stopping.install()
     stack = LocalStack(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8000")))
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
     try:
         stack.start()
         _wait_healthy(stack.url)
     except OSError as exc:
         print(f"omnihub could not start: {exc}", file=sys.stderr)
-        stack.stop()
+        stack.stop(timeout=STOP_GRACE_SECONDS)
         return 1
+    stopping.serving = True
     print(_banner(stack), flush=True)
-    stopping.wait()
-    print("omnihub: stopping...", flush=True)
-    stack.stop()
+    stopping.requested.wait()
+    print("omnihub: stopping... (Ctrl-C again to exit at once)", flush=True)
+    # What the abandoned work logs on its way down (requests failing against the closed emulator,
+    # say) would bury the last line.
+    logging.disable(logging.CRITICAL)
+    stack.stop(timeout=STOP_GRACE_SECONDS)
     print("omnihub: stopped", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())

@@ -15,6 +15,8 @@ from typing import Any
 from infra.definitions import QUEUES, TABLE, QueueDefinition
 
 REGION = "us-east-1"
+# How often the servers' loops look for a shutdown request: Ctrl-C must stop `make run` promptly.
+SERVE_POLL_SECONDS = 0.05
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
 
 
@@ -41,7 +43,14 @@ class AwsEmulator:
 
         app = _OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(host, port, app, threaded=True, request_handler=QuietRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        # Request threads are daemons (werkzeug's threaded server): a long SQS receive in flight
+        # never holds up the process's exit. A short poll interval makes shutdown() prompt.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SERVE_POLL_SECONDS},
+            name="aws-emulator",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
@@ -52,8 +61,11 @@ class AwsEmulator:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop serving and close the socket. Requests under way are not waited for (`timeout`
+        is accepted for symmetry with the stack's other parts; stopping never waits on them)."""
+        if self._thread.is_alive():
+            self._server.shutdown()  # returns within one poll interval
         self._server.server_close()
 
     def environment(self) -> dict[str, str]:

@@ -15,6 +15,8 @@ from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer,
 
 # API Gateway's own limit on a request payload.
 GATEWAY_MAX_BODY = 10 * 1024 * 1024
+# How often the serving loop looks for a shutdown request: Ctrl-C must stop `make run` promptly.
+SERVE_POLL_SECONDS = 0.05
 
 
 def _error(code: str, message: str) -> bytes:
@@ -90,7 +92,14 @@ class HttpServer:
         per_thread_request_state(app)
         config = Config.create(chalice_stage="local", app_name="omnihub", lambda_timeout=30)
         self._server = LocalDevServer(app, config, host, port, handler_cls=HubRequestHandler)
-        self._thread = threading.Thread(target=self._server.server.serve_forever, name="http", daemon=True)
+        # Request threads are daemons (chalice's ThreadedHTTPServer), so a web chat long poll (up
+        # to 25 s) never holds up stopping; a short poll interval makes shutdown() prompt.
+        self._thread = threading.Thread(
+            target=self._server.server.serve_forever,
+            kwargs={"poll_interval": SERVE_POLL_SECONDS},
+            name="http",
+            daemon=True,
+        )
 
     @property
     def port(self) -> int:
@@ -100,6 +109,9 @@ class HttpServer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._server.shutdown()
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting requests and close the socket. Requests under way (long polls) are
+        abandoned, not waited for; `timeout` is accepted for symmetry with the other parts."""
+        if self._thread.is_alive():
+            self._server.shutdown()  # returns within one poll interval
         self._server.server.server_close()

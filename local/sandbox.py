@@ -98,6 +98,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -502,20 +503,28 @@ class ProviderSandbox:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop serving, then wait for the status callbacks under way: each up to its own timeout,
+        or, with `timeout`, all of them within that many seconds (the rest are daemon threads,
+        abandoned with the process)."""
         server, self._server = self._server, None
         if server is None:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def budget(limit: float) -> float:
+            return limit if deadline is None else max(0.0, min(limit, deadline - time.monotonic()))
+
         self._stopping.set()
         server.shutdown()
         server.server_close()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=budget(5))
             self._thread = None
         with self._lock:
             threads, self._delivery_threads = self._delivery_threads, []
         for thread in threads:
-            thread.join(timeout=CALLBACK_TIMEOUT_SECONDS)
+            thread.join(timeout=budget(CALLBACK_TIMEOUT_SECONDS))
 
     def __enter__(self) -> ProviderSandbox:
         return self.start()

@@ -4,6 +4,7 @@ provider sandbox. `make run` starts it; benchmarks start it in-process."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,7 +161,23 @@ class LocalStack:
             ("WECHAT_API_BASE_URL", WeChatEmulator(self.settings["WECHAT_APP_ID"], self.settings["WECHAT_APP_SECRET"])),
         ]
 
-    def stop(self) -> None:
-        for part in reversed(self._parts):
-            part.stop()
-        self._parts.clear()
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop every part, newest first: the HTTP server, the workers, the sandbox, the emulator.
+
+        All workers are told to stop before any is waited for, so their batches under way wind
+        down together. Without `timeout` each part waits for its own work under way as long as
+        it usually does (a worker up to 5 s); with it, all the waiting shares that many seconds
+        and whatever is still running after that (a handler mid-batch, a long poll, a status
+        callback) is left to daemon threads that end with the process. SQS redelivers the
+        abandoned batches, as it would after a Lambda timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        parts, self._parts = list(reversed(self._parts)), []
+        for part in parts:
+            request_stop = getattr(part, "request_stop", None)
+            if request_stop is not None:
+                request_stop()
+        for part in parts:
+            if deadline is None:
+                part.stop()
+            else:
+                part.stop(timeout=max(0.0, deadline - time.monotonic()))

@@ -84,15 +84,25 @@ class QueueWorker(threading.Thread):
         self._stopping = threading.Event()
         self.batches = 0
 
-    def stop(self, timeout: float = 5) -> None:
+    def request_stop(self) -> None:
+        """Ask the loop to end after the receive or batch under way; returns at once."""
         self._stopping.set()
-        self.join(timeout)
+
+    def stop(self, timeout: float = 5) -> None:
+        """Stop, waiting up to `timeout` seconds for the batch under way. The thread is a daemon:
+        one still running a handler after that is abandoned with the process, and its messages
+        come back after their visibility timeout, as they would after a Lambda timeout."""
+        self.request_stop()
+        if timeout > 0 and self.is_alive():
+            self.join(timeout)
 
     def run(self) -> None:
         while not self._stopping.is_set():
             try:
                 self.poll_once(wait_seconds=1)
             except Exception:
+                if self._stopping.is_set():
+                    return  # the emulator is going away with the rest of the stack
                 logger.exception("worker poll failed", extra={"function": self._function_name})
                 self._stopping.wait(1)
 
@@ -105,8 +115,8 @@ class QueueWorker(threading.Thread):
             MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
-        if not messages:
-            return 0
+        if not messages or self._stopping.is_set():
+            return 0  # received while stopping: left to come back after the visibility timeout
         failed: set[str] = {message["MessageId"] for message in messages}
         try:
             result = self._handler(sqs_event(messages, self._queue_arn), LambdaContext(self._function_name))

@@ -56,6 +56,23 @@ class Hub:
                 return received
             received.extend(batch)
 
+    def run_timers(self) -> int:
+        """Run the timer worker (handlers/timers.py) on every timer on the queue now, as Lambda
+        would; returns how many ran. A timer not yet due is sent again by the worker itself."""
+        from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+        from handlers import timers
+
+        sqs = self.client("sqs")
+        url = self.resources["TIMER_QUEUE_URL"]
+        ran = 0
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                timers.record_handler(SQSRecord({"messageId": message["MessageId"], "body": message["Body"]}))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                ran += 1
+        return ran
+
     def item_count(self) -> int:
         return int(self.client("dynamodb").scan(TableName=self.table_name, Select="COUNT")["Count"])
 

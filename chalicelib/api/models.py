@@ -13,6 +13,7 @@ from chalicelib.domain.consent import NOTIFICATION_CHANNELS, QuietHours, check_t
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.links import LinkTarget
 from chalicelib.domain.messages import Channel, Message
+from chalicelib.domain.offers import Offer
 
 MAX_ATTRIBUTES = 50
 
@@ -61,12 +62,13 @@ class CustomerPatch(BaseModel):
 
 class LinkRequest(BaseModel):
     """Invite the customer to continue on `target`; the invitation goes out on `via` (default:
-    the channel they last wrote from), sent as `agent_id`."""
+    the channel they last wrote from), sent as `agent_id` when an agent sends it (automations and
+    bots leave it out)."""
 
     model_config = ConfigDict(extra="forbid")
 
     target: LinkTarget
-    agent_id: str = Field(min_length=1, max_length=64)
+    agent_id: str | None = Field(default=None, min_length=1, max_length=64)
     via: Channel | None = None
 
 
@@ -180,17 +182,17 @@ def agent_view(agent: Agent) -> dict[str, Any]:
     }
 
 
-def offer_view(offer: dict[str, Any]) -> dict[str, Any]:
-    fields = (
-        "id",
-        "status",
-        "agent_id",
-        "conversation_id",
-        "customer_id",
-        "channel",
-        "queue",
-        "created_at",
-        "expires_at",
-        "decided_at",
-    )
-    return {field: offer.get(field) for field in fields}
+def offer_view(offer: Offer) -> dict[str, Any]:
+    # Offer times are shown as stored (`isoformat()`, `+00:00`), as this view always has.
+    return {
+        "id": offer.id,
+        "status": offer.status.value,
+        "agent_id": offer.agent_id,
+        "conversation_id": offer.conversation_id,
+        "customer_id": offer.customer_id,
+        "channel": offer.channel,
+        "queue": offer.queue,
+        "created_at": offer.created_at.isoformat(),
+        "expires_at": offer.expires_at.isoformat(),
+        "decided_at": offer.decided_at.isoformat() if offer.decided_at else None,
+    }

@@ -53,12 +53,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest, json_object_body
+from chalicelib.domain.access_tokens import TokenCache
 from chalicelib.domain.identity import InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
-from chalicelib.services.chat_webhooks import BatchOutcome, ConsentChange, Skipped, WebhookItem
+from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped, WebhookItem
 
 PROVIDER = "line"
+ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
 SIGNATURE_HEADER = "x-line-signature"
 RETRY_KEY_HEADER = "X-Line-Retry-Key"
 ACCEPTED_REQUEST_HEADER = "x-line-accepted-request-id"
@@ -342,8 +344,9 @@ def _postback(postback: Any) -> tuple[str, list[Media]] | Skipped:
 # --- Sending ----------------------------------------------------------------------------------------
 
 
-def send(outgoing: Outgoing) -> SentMessage:
-    """Reply with the token if there is one (falling back to a push if LINE refuses it), else push."""
+def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
+    """Reply with the token if there is one (falling back to a push if LINE refuses it), else push.
+    The channel access token is configured: `tokens` is not used."""
     from chalicelib.config import secret, settings
 
     access_token = secret("line_channel_access_token")

@@ -1,20 +1,25 @@
-"""Which module sends for which provider.
+"""Every channel behind one contract, by provider name.
 
-A chat-app module (meta, telegram, line, wechat) offers the same three things, so the reply and
-notification use cases need not know any wire format:
+Each provider's module (or package) offers the same things, so no other code needs to know a
+wire format:
 
     PROVIDER: str                                   the provider's name in stored messages
+    ACKNOWLEDGEMENT_TYPE: str                       the Content-Type of the webhook's answer
     verify(request: WebhookRequest) -> None         raises WebhookRejected (403, nothing stored)
     parse(request: WebhookRequest) -> list[WebhookItem]
                                                     raises MalformedPayload (400); never anything else
     acknowledgement(outcome: BatchOutcome) -> str   the 200 body the provider expects
-    handshake(request: WebhookRequest) -> str       (Meta, WeChat) the GET verification's answer,
-                                                    or WebhookRejected
+    handshake(request: WebhookRequest) -> str       (Meta, WeChat) the GET verification's answer
     missing_settings(channel: str) -> list[str]     settings a send on `channel` still needs
-    send(outgoing: Outgoing) -> SentMessage         raises ProviderRejected / ProviderUnavailable
+    send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage
+                                                    raises ProviderRejected / ProviderUnavailable;
+                                                    called by services/outbound.py only
 
-Adding a chat app means adding its module, a line here and its webhook route in app.py.
-Twilio (SMS, WhatsApp) and SendGrid (email) predate this contract and are called directly.
+Web chat is the hub's own channel: its visitors reach the hub through /webchat (sessions and
+long polls, services/webchat.py), so it has no provider webhook; sending stores the message,
+which the visitor's page reads.
+
+Adding a channel means adding its module, a line here and its webhook route in app.py.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-SENDERS: dict[str, str] = {
+CHANNELS: dict[str, str] = {
+    "twilio": "chalicelib.channels.twilio",
+    "sendgrid": "chalicelib.channels.sendgrid",
+    "webchat": "chalicelib.channels.webchat",
     "meta": "chalicelib.channels.meta",
     "telegram": "chalicelib.channels.telegram",
     "line": "chalicelib.channels.line",
@@ -30,10 +38,7 @@ SENDERS: dict[str, str] = {
 }
 
 
-def sender(provider: str) -> ModuleType:
-    """The channel module that sends for `provider` (imported on first use: cold starts stay lean)."""
-    return importlib.import_module(SENDERS[provider])
-
-
-def has_sender(provider: str) -> bool:
-    return provider in SENDERS
+def channel(provider: str) -> ModuleType:
+    """The module of `provider` (imported on first use: cold starts stay lean). KeyError for an
+    unknown provider."""
+    return importlib.import_module(CHANNELS[provider])

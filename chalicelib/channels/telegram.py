@@ -66,12 +66,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest, json_object_body
+from chalicelib.domain.access_tokens import TokenCache
 from chalicelib.domain.identity import InvalidIdentity, normalize_phone, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
-from chalicelib.services.chat_webhooks import BatchOutcome, ConsentChange, Skipped, WebhookItem
+from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped, WebhookItem
 
 PROVIDER = "telegram"
+ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
 WEBHOOK_HEADER = "x-telegram-bot-api-secret-token"
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 
@@ -464,8 +466,9 @@ def _member_change(change: dict[str, Any]) -> WebhookItem:
 # --- Sending ----------------------------------------------------------------------------------------
 
 
-def send(outgoing: Outgoing) -> SentMessage:
-    """Send the reply as one Bot API call when it fits, else as a few (see `requests_for`)."""
+def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
+    """Send the reply as one Bot API call when it fits, else as a few (see `requests_for`). The bot
+    token is configured: `tokens` is not used."""
     from chalicelib.config import secret, settings
 
     token = secret("telegram_bot_token")

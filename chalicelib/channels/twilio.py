@@ -14,12 +14,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
+from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
+from chalicelib.domain.access_tokens import TokenCache
 from chalicelib.domain.identity import InvalidIdentity, normalize_phone, phone_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, StatusUpdate
-from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
+from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage, whatsapp_address
+from chalicelib.domain.webhook_items import BatchOutcome, WebhookItem
 
 PROVIDER = "twilio"
+ACKNOWLEDGEMENT_TYPE = "text/xml"
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 SIGNATURE_HEADER = "x-twilio-signature"
 SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 MAX_MEDIA = 10  # Twilio delivers at most 10 media items per message
@@ -65,7 +69,76 @@ def read_params(request: WebhookRequest) -> FormParams | str:
     return FormParams(parse_qsl(text, keep_blank_values=True))
 
 
-def verify(request: WebhookRequest, auth_token: str, public_base_url: str) -> FormParams:
+# --- The channel contract (channels/registry.py) ---------------------------------------------
+
+
+def verify(request: WebhookRequest) -> None:
+    """Check X-Twilio-Signature with the configured auth token over the public URL Twilio called."""
+    from chalicelib.config import secret, settings
+
+    verified_params(request, secret("twilio_auth_token"), settings().public_base_url)
+
+
+def parse(request: WebhookRequest) -> list[WebhookItem]:
+    """An inbound message (the messaging webhook) or a delivery status (the status callback)."""
+    from chalicelib.config import settings
+
+    params = read_params(request)
+    fields = _json_params(params) if isinstance(params, str) else params
+    if request.path.rstrip("/").endswith(STATUS_CALLBACK_PATH):
+        return [parse_status(fields)]
+    return [parse_inbound(fields, settings().default_phone_region)]
+
+
+def acknowledgement(outcome: BatchOutcome) -> str:
+    return EMPTY_TWIML
+
+
+def missing_settings(channel: str) -> list[str]:
+    from chalicelib.config import secret, settings
+
+    config = settings()
+    needed = {"TWILIO_ACCOUNT_SID": config.twilio_account_sid, "TWILIO_AUTH_TOKEN": secret("twilio_auth_token")}
+    missing = [name for name, value in needed.items() if not value]
+    sender = config.twilio_sms_from if channel == Channel.SMS.value else config.twilio_whatsapp_from
+    if not config.twilio_messaging_service_sid and not sender:
+        name = "TWILIO_SMS_FROM" if channel == Channel.SMS.value else "TWILIO_WHATSAPP_FROM"
+        missing.append(f"{name} (or TWILIO_MESSAGING_SERVICE_SID)")
+    return missing
+
+
+def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
+    """Send from the business number the customer wrote to, else the configured sender (or the
+    Messaging Service, which then picks one); status callbacks come back to the hub."""
+    from chalicelib.config import secret, settings
+
+    config = settings()
+    whatsapp = outgoing.channel == Channel.WHATSAPP.value
+    service = config.twilio_messaging_service_sid
+    # The number written to goes with the Messaging Service too (it is one of its senders); without
+    # one, the service picks the sender, else the configured number does.
+    chosen = outgoing.sender or ("" if service else config.twilio_whatsapp_from if whatsapp else config.twilio_sms_from)
+    sender = (whatsapp_address(chosen) if whatsapp else chosen) if chosen else None
+    return send_message(
+        account_sid=config.twilio_account_sid,
+        auth_token=secret("twilio_auth_token"),
+        to=outgoing.recipient,
+        body=outgoing.body,
+        media_urls=list(outgoing.media_urls),
+        from_=sender,
+        messaging_service_sid=service or None,
+        status_callback=config.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH,
+        content_sid=outgoing.template,
+        content_variables=outgoing.template_variables or None,
+        api_base_url=config.twilio_api_base_url,
+        timeout=outgoing.timeout,
+    )
+
+
+# --- Verification and parsing ----------------------------------------------------------------
+
+
+def verified_params(request: WebhookRequest, auth_token: str, public_base_url: str) -> FormParams:
     """Check X-Twilio-Signature and return the verified form fields."""
     if not auth_token:
         raise WebhookRejected("TWILIO_AUTH_TOKEN is not configured")
@@ -201,15 +274,6 @@ def parse_status(params: FormParams) -> StatusUpdate:
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-def twiml_reply(text: str | None) -> str:
-    """Empty TwiML, or one <Message> that Twilio sends back to the sender at once."""
-    if not text:
-        return EMPTY_TWIML
-    from xml.sax.saxutils import escape
-
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{escape(text)}</Message></Response>'
-
-
 # --------------------------------------------------------------------------------------------
 # Sending
 
@@ -235,7 +299,8 @@ def send_message(
 ) -> SentMessage:
     """Create a Message through Twilio's REST API (SMS, MMS or WhatsApp, as `to` and `from_` say).
 
-    A Messaging Service, when given, picks the sender. `content_sid` sends a Content API template
+    A Messaging Service, when given, picks the sender unless `from_` names one of its senders.
+    `content_sid` sends a Content API template
     (a WhatsApp template outside the 24-hour window) with its `content_variables`. Raises
     ProviderRejected for a 4xx (Twilio's error code kept) and ProviderUnavailable for network
     failures, timeouts, 429 and 5xx.
@@ -246,7 +311,7 @@ def send_message(
     kwargs: dict[str, Any] = {"to": to}
     if messaging_service_sid:
         kwargs["messaging_service_sid"] = messaging_service_sid
-    elif from_:
+    if from_:
         kwargs["from_"] = from_
     if body:
         kwargs["body"] = body

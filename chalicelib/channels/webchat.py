@@ -29,9 +29,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.channels.base import Outgoing
+from chalicelib.domain.access_tokens import TokenCache
 from chalicelib.domain.identity import Identity, IdentityKind, InvalidIdentity, email_identity, phone_identity
 from chalicelib.domain.ids import id_datetime, is_id, new_id
-from chalicelib.domain.messages import Channel, Direction, InboundMessage, Message
+from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
+from chalicelib.domain.replies import SentMessage
 
 PROVIDER = "webchat"
 RECIPIENT = "webchat"  # the hub's side of a web chat message
@@ -364,3 +367,22 @@ def visitor_view(message: Message) -> dict[str, Any]:
             if media.url or media.filename
         ],
     }
+
+
+# --- Sending (the channel contract, channels/registry.py) ---------------------------------------
+
+
+def missing_settings(channel: str) -> list[str]:
+    return []  # the hub's own channel: nothing leaves the hub
+
+
+def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
+    """No provider: storing the message is sending it (the visitor's page polls the thread). It is
+    "sent" until a poll hands it to the page, which makes it "delivered" (services/webchat.py)."""
+    return SentMessage(
+        provider=PROVIDER,
+        provider_message_id=None,
+        status=DeliveryStatus.SENT,
+        sender_address=None,
+        recipient_address=outgoing.recipient,
+    )

@@ -23,8 +23,9 @@ Outbound. Customer service messages (客服消息), allowed for 48 hours after t
 message: `POST /cgi-bin/message/custom/send?access_token=`. WeChat answers HTTP 200 with `errcode`
 0 or an error code; success carries no message id. The access token comes from the stable token
 API (`POST /cgi-bin/stable_token`), which, unlike `/cgi-bin/token`, does not invalidate the token
-other holders use; it is shared through DynamoDB (store/access_tokens.py) and refreshed five
-minutes before it expires, or once when a send is refused for an invalid or expired token.
+other holders use; it is shared through the token cache the caller hands to `send` (the DynamoDB
+one, store/access_tokens.py) and refreshed five minutes before it expires, or once when a send is
+refused for an invalid or expired token.
 """
 
 from __future__ import annotations
@@ -37,18 +38,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
+from chalicelib.domain.access_tokens import TokenCache
 from chalicelib.domain.identity import Identity, InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
-
-if TYPE_CHECKING:
-    from chalicelib.services.chat_webhooks import BatchOutcome, WebhookItem
+from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped, WebhookItem
 
 PROVIDER = "wechat"
 ACKNOWLEDGEMENT = "success"
+ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
 
 # WeChat retries three times within about 15 seconds (5 s timeout each); five minutes covers that
 # and any clock drift with a wide margin, and keeps a captured query string useful only briefly.
@@ -209,8 +210,6 @@ def parse(request: WebhookRequest) -> list[WebhookItem]:
 
 
 def _item(fields: dict[str, str]) -> WebhookItem:
-    from chalicelib.services.chat_webhooks import ConsentChange, Skipped
-
     msg_type = _required(fields, "MsgType").strip().lower()
     if msg_type == "event":
         event = _required(fields, "Event").strip()
@@ -399,24 +398,28 @@ def message_text(body: str, media_urls: tuple[str, ...] | list[str]) -> str:
     return f"{body.rstrip()}\n\n{links}" if body.strip() else links
 
 
-def send(outgoing: Outgoing) -> SentMessage:
+def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
     """A customer service text message to the follower's OpenID.
 
-    A send refused for an invalid or expired token was not delivered, so it is retried once with
-    a refreshed token. Raises ProviderRejected (WeChat's errcode as the code) or ProviderUnavailable.
+    `tokens` is where the account's access token is shared (store/access_tokens.py); without it
+    nothing is sent. A send refused for an invalid or expired token was not delivered, so it is
+    retried once with a refreshed token. Raises ProviderRejected (WeChat's errcode as the code) or
+    ProviderUnavailable.
     """
     config = _config()
     if not config.app_id or not config.app_secret:
         raise ProviderUnavailable(PROVIDER, "WECHAT_APP_ID and WECHAT_APP_SECRET are required to send")
+    if tokens is None:
+        raise ProviderUnavailable(PROVIDER, "no access-token cache was given")
     payload = {
         "touser": outgoing.recipient,
         "msgtype": "text",
         "text": {"content": message_text(outgoing.body, outgoing.media_urls)},
     }
-    token = access_token(config, outgoing.timeout)
+    token = access_token(config, tokens, outgoing.timeout)
     answer = _send_with(config, token, payload, outgoing.timeout)
     if _errcode(answer) in TOKEN_ERRORS:
-        token = access_token(config, outgoing.timeout, refused=token)
+        token = access_token(config, tokens, outgoing.timeout, refused=token)
         answer = _send_with(config, token, payload, outgoing.timeout)
     code = _errcode(answer)
     if code == 0:
@@ -437,20 +440,19 @@ def _send_with(config: _Config, token: str, payload: dict[str, Any], timeout: fl
     return _call(url, payload, timeout, secrets=(token,))
 
 
-def access_token(config: _Config, timeout: float, refused: str | None = None) -> str:
-    """The account's shared access token, fetched (and stored) when missing, near its expiry, or
-    just `refused` by WeChat.
+def access_token(config: _Config, tokens: TokenCache, timeout: float, refused: str | None = None) -> str:
+    """The account's shared access token, fetched (and put in `tokens`) when missing, near its
+    expiry, or just `refused` by WeChat.
 
-    The DynamoDB item is a cache: the stable token API hands every caller the current token
-    without invalidating anyone's, so if the table cannot be read or written the send still works.
+    `tokens` is a cache: the stable token API hands every caller the current token without
+    invalidating anyone's, so if the cache cannot be read or written the send still works.
     """
     from chalicelib.observability import logger
-    from chalicelib.store import access_tokens
 
     now = time.time()
     if refused is None:
         try:
-            cached = access_tokens.get(PROVIDER, config.app_id)
+            cached = tokens.get(PROVIDER, config.app_id)
         except Exception as exc:  # storage trouble must not stop a send the stable token allows
             logger.warning("access token cache unreadable", extra={"provider": PROVIDER, "error": type(exc).__name__})
             cached = None
@@ -462,7 +464,7 @@ def access_token(config: _Config, timeout: float, refused: str | None = None) ->
         # e.g. right after the AppSecret was reset): force a new one. Limited to 20 a day, so only here.
         token, expires_in = _fetch_token(config, timeout, force_refresh=True)
     try:
-        access_tokens.put(PROVIDER, config.app_id, token, int(now) + expires_in, now, replacing=refused)
+        tokens.put(PROVIDER, config.app_id, token, int(now) + expires_in, now, replacing=refused)
     except Exception as exc:
         logger.warning("access token not cached", extra={"provider": PROVIDER, "error": type(exc).__name__})
     return token

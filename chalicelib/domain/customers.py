@@ -50,6 +50,9 @@ class Customer(BaseModel):
     # Which provider carried the customer's latest WhatsApp message (Twilio or Meta's Cloud API):
     # replies go back through it, since the business's number lives with that provider.
     whatsapp_provider: str | None = None
+    # The business address the customer last wrote to on each channel (the inbound `To`): the
+    # hub answers from it, so a customer who texted number X hears back from X.
+    business_addresses: dict[str, str] = Field(default_factory=dict)
     # The latest unused reply token a channel gave us (LINE): replying with it is free.
     reply_token: ReplyToken | None = None
     # Who last resolved this customer's conversation, for sticky routing.
@@ -93,6 +96,15 @@ class Conversation(BaseModel):
     updated_at: datetime
 
 
+# Channels whose business side has addresses of its own (numbers, mailboxes) a reply can come from.
+ADDRESSED_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
+
+
+def answers_from(msg: InboundMessage) -> bool:
+    """True when the inbound message names the business address a reply should come from."""
+    return msg.channel in ADDRESSED_CHANNELS and bool(msg.recipient_address.strip())
+
+
 def customer_from_first_message(customer_id: str, conversation_id: str, msg: InboundMessage) -> Customer:
     """The customer a first message from an unknown identity creates."""
     phone = msg.sender.value if msg.sender.kind == "phone" else None
@@ -113,6 +125,7 @@ def customer_from_first_message(customer_id: str, conversation_id: str, msg: Inb
         last_channel=msg.channel,
         last_inbound_at=msg.received_at,
         last_inbound_by_channel={msg.channel.value: msg.received_at},
+        business_addresses={msg.channel.value: msg.recipient_address} if answers_from(msg) else {},
         created_at=msg.received_at,
         updated_at=msg.received_at,
     )

@@ -20,22 +20,28 @@ send; released when Twilio could not be reached, so the retry sends it).
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from chalicelib.api.models import customer_view
 from chalicelib.channels import unsubscribe
+from chalicelib.config import secret, settings
 from chalicelib.domain.consent import KEYWORD_CHANNELS, KeywordAction, match_keyword
 from chalicelib.domain.customers import Conversation, Customer
-from chalicelib.domain.ids import id_datetime, new_id
-from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Message, utcnow
-from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, recipient_for, whatsapp_address
+from chalicelib.domain.messages import Channel, Direction, Message, utcnow
+from chalicelib.domain.outbound import OutboundMessage, Purpose
+from chalicelib.domain.replies import ProviderUnavailable, Refused
 from chalicelib.observability import logger
-from chalicelib.services.errors import Unavailable
+from chalicelib.services import events, outbound
+from chalicelib.services.email_unsubscribe import (
+    UnsubscribeNotConfigured,
+    unsubscribe_footer,
+    unsubscribe_headers,
+    unsubscribe_link,
+)
+from chalicelib.services.errors import NotFound, Unavailable
 from chalicelib.store import customers as customer_store
 from chalicelib.store import notifications as store
-from chalicelib.store import thread
 
 CONFIRMATION_PURPOSE = "consent-reply"
 CHANGE_ATTEMPTS = 5
@@ -50,19 +56,17 @@ DEFAULT_HELP_TEXT = (
 )
 
 
-# --- Settings (to move into chalicelib/config.py) ------------------------------------------------
+# --- Settings ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ConsentSettings:
-    business_name: str = "omnihub"
-    stop_text: str = DEFAULT_STOP_TEXT
-    start_text: str = DEFAULT_START_TEXT
-    help_text: str = DEFAULT_HELP_TEXT
-    confirm_channels: frozenset[Channel] = frozenset(KEYWORD_CHANNELS)
-    unsubscribe_secret: str = ""
-    unsubscribe_mailto: str = ""  # an address the hub reads (Inbound Parse), or "" for none
-    public_base_url: str = "http://127.0.0.1:8000"
+    business_name: str
+    stop_text: str
+    start_text: str
+    help_text: str
+    confirm_channels: frozenset[Channel]
+    unsubscribe_secret: str
 
     def text_for(self, action: KeywordAction) -> str:
         chosen = {
@@ -85,22 +89,14 @@ def parse_confirm_channels(raw: str) -> frozenset[Channel]:
 
 
 def consent_settings() -> ConsentSettings:
-    """Read on every use (cheap), so a changed environment applies at once."""
-    from chalicelib.config import secret, settings
-
-    def env(name: str, default: str = "") -> str:
-        return os.environ.get(name, "").strip() or default
-
-    mailto = env("UNSUBSCRIBE_MAILTO", env("SENDGRID_FROM_EMAIL"))
+    config = settings()
     return ConsentSettings(
-        business_name=env("BUSINESS_NAME", env("SENDGRID_FROM_NAME", "omnihub")),
-        stop_text=env("CONSENT_STOP_TEXT", DEFAULT_STOP_TEXT),
-        start_text=env("CONSENT_START_TEXT", DEFAULT_START_TEXT),
-        help_text=env("CONSENT_HELP_TEXT", DEFAULT_HELP_TEXT),
-        confirm_channels=parse_confirm_channels(env("CONSENT_SEND_CONFIRMATIONS", "true")),
+        business_name=config.display_name,
+        stop_text=config.consent_stop_text.strip() or DEFAULT_STOP_TEXT,
+        start_text=config.consent_start_text.strip() or DEFAULT_START_TEXT,
+        help_text=config.consent_help_text.strip() or DEFAULT_HELP_TEXT,
+        confirm_channels=parse_confirm_channels(config.consent_send_confirmations),
         unsubscribe_secret=secret("unsubscribe_secret"),
-        unsubscribe_mailto="" if mailto.lower() in ("off", "none", "false") else mailto,
-        public_base_url=settings().public_base_url,
     )
 
 
@@ -157,8 +153,6 @@ def set_consent(customer_id: str, channel: Channel, *, opted_out: bool, at: date
     for _ in range(CHANGE_ATTEMPTS):
         before = customer_store.get_customer(customer_id)
         if before is None:
-            from chalicelib.services.errors import NotFound
-
             raise NotFound(f"no customer '{customer_id}'")
         wanted = dict(before.opted_out)
         if opted_out:
@@ -178,163 +172,36 @@ def set_consent(customer_id: str, channel: Channel, *, opted_out: bool, at: date
 
 
 def _announce_customer(customer: Customer) -> None:
-    from chalicelib.api.models import customer_view
-    from chalicelib.services import events
-
     events.emit_many(
         [("customer.updated", {"customer": customer_view(customer)}, f"{customer.id}:v{customer.version}")]
     )
 
 
 def _confirm(customer: Customer, conversation: Conversation, inbound: Message, text: str, now: datetime) -> None:
-    from chalicelib.channels import registry
-    from chalicelib.services.replies import reply_settings
-
-    config = reply_settings()
-    provider = inbound.provider or "twilio"
-    missing = config.missing_for(inbound.channel, provider)
-    if missing:
-        logger.warning("consent confirmation not sent: set " + ", ".join(missing))
-        return
+    """Answer the keyword on the channel it came on, from the number it was sent to, at most once
+    per inbound message (through the one outbound path; an opt-out's own answer is its only
+    exception to consent)."""
     if not store.claim_once(CONFIRMATION_PURPOSE, inbound.id, now):
         return  # confirmed by an earlier delivery of this message
-    recipient = recipient_for(inbound.channel, customer)
-    message_id = new_id("msg")
+    answer = OutboundMessage(purpose=Purpose.CONSENT_ANSWER, text=text, channel=inbound.channel)
     try:
-        if registry.has_sender(provider):  # WhatsApp through Meta's Cloud API: answered through it
-            sent = _send_chat_app_confirmation(provider, inbound, recipient, text, message_id, config)
-        else:
-            sent = _send_twilio_confirmation(inbound, recipient, text, config)
+        delivered = outbound.send(answer, customer, conversation, now=now)
+    except Refused as refused:
+        store.release_once(CONFIRMATION_PURPOSE, inbound.id)
+        logger.warning("consent confirmation not sent", extra={"code": refused.code, "reason": refused.message})
+        return
     except ProviderUnavailable as exc:
         store.release_once(CONFIRMATION_PURPOSE, inbound.id)
         raise Unavailable(f"the consent confirmation could not be sent ({exc.reason}); retry") from exc
-    except ProviderRejected as exc:
+    if delivered.rejected:
         # Twilio refuses (21610) once its own STOP filtering has blocked the number.
-        logger.warning("consent confirmation refused", extra={"error_code": exc.code, "message_id": message_id})
-        message = _confirmation(message_id, customer, inbound, text, recipient, DeliveryStatus.FAILED)
-        message = message.model_copy(
-            update={"error_code": exc.code, "error_message": exc.message, "status_updated_at": message.created_at}
+        logger.warning(
+            "consent confirmation refused",
+            extra={"error_code": delivered.message.error_code, "message_id": delivered.message.id},
         )
-        from chalicelib.store import idempotency
-
-        idempotency.record_outbound_without_provider_id(message)
-    else:
-        message = _confirmation(message_id, customer, inbound, text, recipient, sent.status).model_copy(
-            update={"provider_message_id": sent.provider_message_id, "sender_address": sent.sender_address}
-        )
-        thread.record_outbound(message)
-    _announce_message(customer, conversation, message)
-    if message.provider_message_id:
-        from chalicelib.services.delivery_status import catch_up
-
-        catch_up(provider, message.provider_message_id)  # statuses that beat the recording
-
-
-def _send_twilio_confirmation(inbound: Message, recipient: str, text: str, config: Any) -> Any:
-    from chalicelib.channels import twilio
-
-    service = config.twilio_messaging_service_sid
-    return twilio.send_message(
-        account_sid=config.twilio_account_sid,
-        auth_token=config.twilio_auth_token,
-        to=recipient,
-        body=text,
-        from_=None if service else _sender(inbound, config),
-        messaging_service_sid=service or None,
-        status_callback=config.status_callback_url,
-        api_base_url=config.twilio_api_base_url,
-        timeout=config.provider_timeout_seconds,
-    )
-
-
-def _send_chat_app_confirmation(
-    provider: str, inbound: Message, recipient: str, text: str, message_id: str, config: Any
-) -> Any:
-    from chalicelib.channels import registry
-    from chalicelib.channels.base import Outgoing
-
-    if inbound.channel is Channel.WHATSAPP:
-        # The number in Meta's form even if a later message came through Twilio meanwhile.
-        recipient = recipient.removeprefix("whatsapp:")
-    outgoing = Outgoing(
-        channel=inbound.channel.value,
-        recipient=recipient,
-        body=text,
-        hub_message_id=message_id,
-        timeout=config.provider_timeout_seconds,
-    )
-    return registry.sender(provider).send(outgoing)
-
-
-def _sender(inbound: Message, config: Any) -> str:
-    """The number the customer wrote to (a STOP is answered from it), else the configured sender."""
-    written_to = (inbound.recipient_address or "").strip()
-    if written_to:
-        bare = written_to.split(":", 1)[-1].strip()
-        return whatsapp_address(bare) if inbound.channel is Channel.WHATSAPP else bare
-    if inbound.channel is Channel.WHATSAPP:
-        return whatsapp_address(config.twilio_whatsapp_from)
-    return str(config.twilio_sms_from)
-
-
-def _confirmation(
-    message_id: str, customer: Customer, inbound: Message, text: str, recipient: str, status: DeliveryStatus
-) -> Message:
-    return Message(
-        id=message_id,
-        conversation_id=inbound.conversation_id,
-        customer_id=customer.id,
-        channel=inbound.channel,
-        direction=Direction.OUTBOUND,
-        body=text,
-        status=status,
-        created_at=id_datetime(message_id),
-        provider=inbound.provider or "twilio",
-        recipient_address=recipient,
-    )
-
-
-def _announce_message(customer: Customer, conversation: Conversation, message: Message) -> None:
-    from chalicelib.api.models import conversation_view, customer_view, message_view
-    from chalicelib.services import events
-
-    current = thread.get_conversation(conversation.id) or conversation
-    data = {
-        "customer": customer_view(customer),
-        "conversation": conversation_view(current),
-        "message": message_view(message),
-    }
-    events.emit_many([("message.created", data, message.id)])
 
 
 # --- Email unsubscribe ----------------------------------------------------------------------------------
-
-
-class UnsubscribeNotConfigured(ValueError):
-    """UNSUBSCRIBE_SECRET is not set: no unsubscribe link can be made."""
-
-
-def unsubscribe_link(customer_id: str) -> str:
-    config = consent_settings()
-    if not config.unsubscribe_secret:
-        raise UnsubscribeNotConfigured("set UNSUBSCRIBE_SECRET to send email with an unsubscribe link")
-    token = unsubscribe.make_token(customer_id, Channel.EMAIL.value, config.unsubscribe_secret)
-    return unsubscribe.unsubscribe_url(config.public_base_url, token)
-
-
-def unsubscribe_headers(customer_id: str) -> dict[str, str]:
-    """`List-Unsubscribe` (https one-click URL, then a mailto:) and `List-Unsubscribe-Post` for an
-    email to this customer. Raises UnsubscribeNotConfigured without UNSUBSCRIBE_SECRET."""
-    config = consent_settings()
-    url = unsubscribe_link(customer_id)
-    token = url.rsplit("/", 1)[-1]
-    mailto = unsubscribe.mailto_uri(config.unsubscribe_mailto, token) if config.unsubscribe_mailto else None
-    return unsubscribe.list_unsubscribe_headers(url, mailto)
-
-
-def unsubscribe_footer(customer_id: str) -> str:
-    """The text that ends every email: who sends it, and the unsubscribe link."""
-    return unsubscribe.email_footer(unsubscribe_link(customer_id), consent_settings().business_name)
 
 
 @dataclass(frozen=True)
@@ -396,3 +263,6 @@ def _page(title: str, body: str) -> str:
         '<body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem">'
         f"<h1>{html.escape(title)}</h1>{body}</body></html>"
     )
+
+
+__all__ = ["UnsubscribeNotConfigured", "unsubscribe_footer", "unsubscribe_headers", "unsubscribe_link"]

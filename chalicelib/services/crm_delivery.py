@@ -14,14 +14,15 @@ carries the same `webhook-id`, the CRM's idempotency key). A dead letter is itse
 message without an attempt number, so redriving the dead-letter queue back to the CRM events
 queue starts that endpoint's retries afresh.
 
-Settings (environment): WEBHOOK_TIMEOUT_SECONDS (5), WEBHOOK_MAX_ATTEMPTS (8),
-WEBHOOK_RETRY_BASE_SECONDS (5; the n-th retry waits about base * 2**(n-1) s, at most 900 s).
+Settings (`chalicelib.config`): WEBHOOK_TIMEOUT_SECONDS (5; 0.1 to 25), WEBHOOK_MAX_ATTEMPTS
+(8; at least 1), WEBHOOK_RETRY_BASE_SECONDS (5; at least 0; the n-th retry waits about
+base * 2**(n-1) s, at most 900 s). A value out of those bounds, or not a number, is ignored and
+the default applies.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -58,31 +59,19 @@ class Outcome:
     retry_after: int | None = None
 
 
-# --- Settings -------------------------------------------------------------------------------
-
-
-def _number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        logger.warning("ignoring a setting that is not a number", extra={"setting": name})
-        return default
-    return max(minimum, value)
+# --- Settings (read on every use, so a changed environment applies at once) -------------------
 
 
 def timeout_seconds() -> float:
-    return _number("WEBHOOK_TIMEOUT_SECONDS", 5.0, 0.1)
+    return settings().webhook_timeout_seconds
 
 
 def max_attempts() -> int:
-    return int(_number("WEBHOOK_MAX_ATTEMPTS", 8, 1))
+    return settings().webhook_max_attempts
 
 
 def retry_base_seconds() -> float:
-    return _number("WEBHOOK_RETRY_BASE_SECONDS", 5.0, 0.0)
+    return settings().webhook_retry_base_seconds
 
 
 def retry_delay(failed_attempt: int, retry_after: int | None = None) -> int:

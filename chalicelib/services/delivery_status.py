@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.api.models import message_view
 from chalicelib.domain.messages import FAILURE_STATUSES, Message, StatusUpdate
+from chalicelib.domain.timers import DeliveryFailed
 from chalicelib.observability import logger
+from chalicelib.services import events, timers
 from chalicelib.services.errors import Unavailable
 from chalicelib.store import thread
 
@@ -49,11 +52,12 @@ def record_status(update: StatusUpdate) -> bool:
         current = thread.get_message(stored.conversation_id, stored.message_id)
         if current is not None and current.status is update.status:
             _announce(current)
-    if update.status in FAILURE_STATUSES:
-        # A notification falls back to its next channel (idempotent: a repeat does nothing).
-        from chalicelib.services import notifications
-
-        notifications.on_status(stored.message_id, update.status, error_code=update.error_code)
+    if update.status in FAILURE_STATUSES and stored.direction == "outbound":
+        # A notification falls back to its next channel, through the timer queue (its handler is
+        # idempotent: a repeat does nothing).
+        timers.schedule_in(
+            DeliveryFailed(message_id=stored.message_id, status=update.status, error_code=update.error_code), 0
+        )
     return changed is not None
 
 
@@ -65,8 +69,6 @@ def catch_up(provider: str, provider_message_id: str) -> None:
 
 def status_event(message: Message) -> tuple[str, dict[str, Any], str]:
     """(type, data, key) of the `message.status_updated` event for the status `message` is in."""
-    from chalicelib.api.models import message_view
-
     data: dict[str, Any] = {
         "message": message_view(message),
         "status": message.status.value,
@@ -81,8 +83,6 @@ def status_event(message: Message) -> tuple[str, dict[str, Any], str]:
 
 def _announce(message: Message) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from chalicelib.services import events
 
     try:
         events.emit_many([status_event(message)])

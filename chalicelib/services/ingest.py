@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from chalicelib import metrics
+from chalicelib import metrics, queue
 from chalicelib.domain.customers import (
     Conversation,
     customer_from_first_message,
@@ -21,6 +21,7 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.messages import InboundMessage
 from chalicelib.domain.routing_task import RoutingTask
 from chalicelib.observability import logger
+from chalicelib.services import link_redemption, verified_contacts
 from chalicelib.services.errors import Unavailable
 from chalicelib.store import thread
 
@@ -44,8 +45,6 @@ class IngestResult:
 def ingest(msg: InboundMessage) -> IngestResult:
     if msg.verified_phone:
         # Before filing: the message then lands in the thread of the customer who owns the phone.
-        from chalicelib.services import verified_contacts
-
         verified_contacts.bind(msg)
     notice = _redeem_link_code(msg)
     result = _store(msg)
@@ -53,8 +52,6 @@ def ingest(msg: InboundMessage) -> IngestResult:
         # The shared contact was the sender's first message and just created their customer: the
         # verified phone joins it now (a crash before this line is completed by the retry's bind,
         # which then finds the customer).
-        from chalicelib.services import verified_contacts
-
         verified_contacts.bind(msg)
     metrics.inbound_message(msg.channel, duplicate=result.duplicate)
     if notice:
@@ -77,13 +74,9 @@ def ingest(msg: InboundMessage) -> IngestResult:
 def _redeem_link_code(msg: InboundMessage) -> str | None:
     """A handoff link code binds this sender to the customer who was invited, before the message
     is filed, so it lands in that customer's thread. Costs nothing for messages without a code."""
-    from chalicelib.domain.links import find_code
-
-    if msg.link_code is None and find_code(msg.body) is None and find_code(msg.subject or "") is None:
+    if not link_redemption.carries_code(msg):
         return None
-    from chalicelib.services import links
-
-    return links.redeem_from_message(msg)
+    return link_redemption.redeem_from_message(msg)
 
 
 def _store(msg: InboundMessage) -> IngestResult:
@@ -125,8 +118,6 @@ def _store(msg: InboundMessage) -> IngestResult:
 
 
 def _enqueue(msg: InboundMessage, result: IngestResult) -> None:
-    from chalicelib import queue
-
     task = RoutingTask(
         customer_id=result.customer_id,
         conversation_id=result.conversation_id,

@@ -1,55 +1,53 @@
-"""Handoff links: invite a customer to another channel, and bind the new identity when they come.
+"""Handoff links: invite a customer to another channel (`POST /v1/conversations/{id}/links`).
 
-Redemption happens at ingest, before the sender is resolved to a customer, so the very message
-that carries the code already lands in the customer's existing thread.
+The invitation is a message like any other: it leaves through the one outbound path, on the
+customer's current channel (or the one given), and an `Idempotency-Key` makes the request safe to
+retry. An agent, a bot or an automation may send it: `agent_id` is recorded when given. Redeeming
+the code when the customer comes back is services/link_redemption.py.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from chalicelib.config import secret, settings
-from chalicelib.domain.customers import thread_note
-from chalicelib.domain.identity import Identity
-from chalicelib.domain.ids import new_id
+from pydantic import ValidationError
+
+from chalicelib.api.models import LinkRequest, message_view
+from chalicelib.api.reply_models import validation_problem
+from chalicelib.config import settings
+from chalicelib.domain.agents import Agent
 from chalicelib.domain.links import (
     InvitationAddresses,
     Link,
-    LinkRefused,
     LinkTarget,
-    check_redeemable,
-    find_code,
     invitation_text,
     new_code,
     new_link,
-    read_token,
     sign_token,
 )
-from chalicelib.domain.messages import Channel, InboundMessage, utcnow
+from chalicelib.domain.messages import utcnow
+from chalicelib.domain.outbound import OutboundMessage, Purpose, Sender, SenderType
+from chalicelib.domain.replies import ProviderUnavailable, Refused
 from chalicelib.observability import logger
-from chalicelib.services.errors import InvalidRequest, NotFound
+from chalicelib.services import idempotency, outbound
+from chalicelib.services.errors import InvalidRequest, SentNotRecorded, is_storage_failure
+from chalicelib.services.idempotency import Claim, Outcome, error, refusal, sent_not_recorded, unreachable
+from chalicelib.services.link_redemption import identity_history, link_secret, redeem_token
+from chalicelib.store import agents as agent_store
+from chalicelib.store import customers as customer_store
 from chalicelib.store import links as link_store
 from chalicelib.store import thread
 
-
-def _ttl() -> timedelta:
-    return timedelta(hours=float(os.environ.get("LINK_TTL_HOURS", "24")))
-
-
-def _link_secret() -> str:
-    value = secret("link_secret")
-    if not value:
-        raise InvalidRequest("LINK_SECRET is not configured; links cannot be signed")
-    return value
+__all__ = ["create_link", "identity_history", "redeem_token", "webchat_return_url"]
 
 
 def _allocate(customer_id: str, conversation_id: str, target: LinkTarget, created_by: str) -> Link:
     """Store a new link under a fresh code (a code already in use is drawn again)."""
     now = utcnow()
+    ttl = timedelta(hours=settings().link_ttl_hours)
     for _ in range(5):
-        link = new_link(new_code(), customer_id, conversation_id, target, created_by, now, _ttl())
+        link = new_link(new_code(), customer_id, conversation_id, target, created_by, now, ttl)
         try:
             link_store.put_link(link)
             return link
@@ -58,135 +56,104 @@ def _allocate(customer_id: str, conversation_id: str, target: LinkTarget, create
     raise InvalidRequest("could not allocate a link code; retry")
 
 
-def create_link(
-    conversation_id: str, target: LinkTarget, agent_id: str, via: Channel | None
-) -> tuple[int, dict[str, Any]]:
+def _webchat_url(link: Link) -> str:
+    token = sign_token(link.code, link.expires_at, link_secret())
+    return f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
+
+
+def create_link(conversation_id: str, payload: Any, idempotency_key: str | None = None) -> Outcome:
     """Create a link and send the invitation on the customer's current (or the given) channel."""
-    from chalicelib.services import replies
-
-    conversation = thread.get_conversation(conversation_id)
-    if conversation is None:
-        raise NotFound(f"no conversation '{conversation_id}'")
-    link = _allocate(conversation.customer_id, conversation.id, target, agent_id)
-    config = replies.reply_settings()
-    url = None
-    if target is LinkTarget.WEBCHAT:
-        token = sign_token(link.code, link.expires_at, _link_secret())
-        url = f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
     try:
-        hub = settings()
-        addresses = InvitationAddresses(
-            webchat_url=url,
-            whatsapp_number=config.twilio_whatsapp_from or hub.meta_whatsapp_number or None,
-            sms_number=config.twilio_sms_from or None,
-            email_address=config.sendgrid_from_email or None,
-            telegram_bot=hub.telegram_bot_username or None,
-            messenger_page=hub.meta_page_username or hub.meta_page_id or None,
-            line_basic_id=hub.line_basic_id or None,
-        )
-        text = invitation_text(link, addresses, business=os.environ.get("BUSINESS_NAME", "us"))
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
-    request: dict[str, Any] = {"body": text, "agent_id": agent_id}
-    if via is not None:
-        request["channel"] = via.value
-    outcome = replies.send_reply(conversation.id, request, f"link-{link.code}")
-    if outcome.status_code >= 300:
-        return outcome.status_code, outcome.body
-    view = {
-        "code": f"LINK-{link.code}",
-        "target": target.value,
-        "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
-        "url": url,
-        "invitation": outcome.body,
-    }
-    return 201, view
-
-
-def _mark_switch(link: Link, identity: Identity, channel: Channel, now: datetime) -> None:
-    """A note in the thread and an event for the CRM: the customer continued on another channel."""
-    from chalicelib.api.models import message_view
-    from chalicelib.services import events
-
-    text = f"Customer continued on {channel.value} (link LINK-{link.code} sent by {link.created_by})"
-    note = thread_note(new_id("msg"), link.conversation_id, link.customer_id, channel, text)
-    thread.record_event(note)
-    events.emit(
-        "conversation.channel_linked",
-        {
-            "message": message_view(note),
-            "identity": identity.model_dump(mode="json"),
-            "link_code": link.code,
-            "customer_id": link.customer_id,
-            "conversation_id": link.conversation_id,
-            "linked_by": link.created_by,
-            "at": now.isoformat(),
-        },
-        link.code,
+        request = LinkRequest.model_validate(payload)
+    except ValidationError as exc:
+        return error(400, "invalid_request", validation_problem(exc))
+    return idempotency.run(
+        idempotency_key,
+        f"link:{conversation_id}",
+        request.model_dump(mode="json"),
+        lambda claim: _invite(conversation_id, request, claim),
     )
 
 
-def redeem(code: str, identity: Identity, channel: Channel) -> Link:
-    """Bind `identity` to the customer the link was made for; LinkRefused says why not."""
-    now = utcnow()
-    link = link_store.get_link(code)
-    if link is not None and link.redeemed_identity == identity.key:
-        return link  # the same customer redeeming again (a provider retry): already done
-    link = check_redeemable(link, now)
+def _invite(conversation_id: str, request: LinkRequest, claim: Claim | None) -> Outcome:
     try:
-        previous = link_store.redeem(link, identity, now)
-    except link_store.AlreadyRedeemed:
-        raise LinkRefused("That code was already used. Please ask us for a new link.") from None
-    _mark_switch(link, identity, channel, now)
-    logger.info("link redeemed", extra={"code": code, "customer_id": link.customer_id, "previous": previous})
-    return link
+        conversation = thread.get_conversation(conversation_id)
+        if conversation is None:
+            raise Refused(404, "not_found", f"no conversation '{conversation_id}'")
+        customer = customer_store.get_customer(conversation.customer_id)
+        if customer is None:
+            raise Refused(404, "not_found", f"the customer of conversation '{conversation_id}' no longer exists")
+        agent = _agent(request.agent_id)
+        link = _allocate(customer.id, conversation.id, request.target, request.agent_id or "api")
+        url = _webchat_url(link) if request.target is LinkTarget.WEBCHAT else None
+        text = _invitation(link, url)
+        delivered = outbound.send(
+            OutboundMessage(
+                purpose=Purpose.LINK_INVITATION,
+                text=text,
+                channel=request.via,
+                sender=Sender(SenderType.AGENT, agent.id) if agent else Sender(),
+            ),
+            customer,
+            conversation,
+            agent=agent,
+            claim=claim,
+        )
+    except Refused as refused:
+        return refusal(refused)
+    except ProviderUnavailable as exc:
+        return unreachable(exc)
+    except SentNotRecorded as exc:
+        return sent_not_recorded(exc, claim, "do not resend it")
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        logger.warning("link not sent", extra={"error": type(exc).__name__})
+        return error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
+    invitation = message_view(delivered.message)
+    if delivered.rejected:
+        message = delivered.message
+        text = (
+            f"{message.provider} refused the invitation (error {message.error_code}: {message.error_message}); "
+            f"it is stored as {message.id} with status failed"
+        )
+        return Outcome(502, {"error": {"code": "provider_error", "message": text}})
+    view = {
+        "code": f"LINK-{link.code}",
+        "target": request.target.value,
+        "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
+        "url": url,
+        "invitation": invitation,
+    }
+    return Outcome(201, view)
 
 
-def redeem_from_message(msg: InboundMessage) -> str | None:
-    """Redeem a code an inbound message carries. Returns a notice for the customer when refused."""
-    code = find_code(msg.link_code or "") or find_code(msg.body) or find_code(msg.subject or "")
-    if code is None:
+def _agent(agent_id: str | None) -> Agent | None:
+    if agent_id is None:
         return None
+    agent = agent_store.get_agent(agent_id)
+    if agent is None:
+        raise Refused(404, "not_found", f"no agent '{agent_id}'")
+    return agent
+
+
+def _invitation(link: Link, url: str | None) -> str:
+    hub = settings()
+    addresses = InvitationAddresses(
+        webchat_url=url,
+        whatsapp_number=hub.twilio_whatsapp_from or hub.meta_whatsapp_number or None,
+        sms_number=hub.twilio_sms_from or None,
+        email_address=hub.sendgrid_from_email or None,
+        telegram_bot=hub.telegram_bot_username or None,
+        messenger_page=hub.meta_page_username or hub.meta_page_id or None,
+        line_basic_id=hub.line_basic_id or None,
+    )
     try:
-        redeem(code, msg.sender, msg.channel)
-    except LinkRefused as refused:
-        logger.info("link refused", extra={"code": code, "reason": str(refused)})
-        return str(refused)
-    return None
-
-
-def redeem_token(token: str, identity: Identity) -> Link:
-    """For web chat: a signed link token in the page URL binds the visitor to the customer."""
-    code = read_token(token, _link_secret(), utcnow())
-    return redeem(code, identity, Channel.WEBCHAT)
-
-
-def identity_history(customer_id: str) -> list[dict[str, Any]]:
-    return link_store.identity_history(customer_id)
+        return invitation_text(link, addresses, business=hub.display_name)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def webchat_return_url(customer_id: str, conversation_id: str, created_by: str) -> str:
     """A fresh single-use web chat link for this customer, without sending it anywhere."""
-    link = _allocate(customer_id, conversation_id, LinkTarget.WEBCHAT, created_by)
-    token = sign_token(link.code, link.expires_at, _link_secret())
-    return f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
-
-
-def tell_refusal(msg: InboundMessage, notice: str) -> None:
-    """Email has no inline reply like TwiML: the refusal goes back as an email of its own.
-    Best effort; the inbound message is stored either way."""
-    if msg.channel is not Channel.EMAIL:
-        return
-    from chalicelib.services import notifications
-
-    outcome = notifications.create_notification(
-        {
-            "customer": {"email": msg.sender.value},
-            "text": notice,
-            "channels": ["email"],
-            "urgent": True,
-            "subject": "About your link code",
-        },
-        f"link-refusal-{msg.dedupe_key}"[:255],
-    )
-    logger.info("link refusal sent by email", extra={"status": outcome.status_code})
+    return _webchat_url(_allocate(customer_id, conversation_id, LinkTarget.WEBCHAT, created_by))

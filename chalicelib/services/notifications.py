@@ -22,23 +22,21 @@ SendMessageBatch (message.created), Query (statuses that beat the recording): 8,
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib import metrics
 from chalicelib.api.notification_models import CustomerRef, NotificationRequest, notification_view
 from chalicelib.api.reply_models import validation_problem
+from chalicelib.channels import registry
+from chalicelib.config import settings
 from chalicelib.domain.consent import Block, default_channels, quiet_hours_end
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity, phone_identity
-from chalicelib.domain.ids import id_datetime, new_id
-from chalicelib.domain.messages import FAILURE_STATUSES, Channel, DeliveryStatus, Direction, Message, utcnow
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.messages import FAILURE_STATUSES, Channel, DeliveryStatus, Message, utcnow
 from chalicelib.domain.notifications import (
     Attempt,
     AttemptStatus,
@@ -51,17 +49,17 @@ from chalicelib.domain.notifications import (
     TemplateRef,
     plan_delivery,
 )
+from chalicelib.domain.outbound import OutboundMessage, Purpose, Template
 from chalicelib.domain.replies import (
-    ProviderRejected,
     ProviderUnavailable,
     Refused,
-    SentMessage,
-    check_idempotency_key,
-    request_fingerprint,
-    whatsapp_address,
 )
+from chalicelib.domain.timers import DeliveryFailed
 from chalicelib.observability import logger
-from chalicelib.services.errors import NotFound, Unavailable
+from chalicelib.services import idempotency, outbound, timers
+from chalicelib.services.errors import NotFound, SentNotRecorded, Unavailable, is_storage_failure
+from chalicelib.services.idempotency import Outcome, error
+from chalicelib.services.outbound import AnnounceFailed, Companion, NotRecorded
 from chalicelib.store import customers as customer_store
 from chalicelib.store import notifications as store
 from chalicelib.store import thread
@@ -70,7 +68,7 @@ RETRY_SECONDS = 60  # when no provider could be reached: try again this much lat
 MAX_RETRIES = 10
 
 
-# --- Settings (to move into chalicelib/config.py) ------------------------------------------------
+# --- Settings ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -81,111 +79,55 @@ class NotificationSettings:
 
 
 def notification_settings() -> NotificationSettings:
-    """`TWILIO_WHATSAPP_TEMPLATES`, `NOTIFICATION_TEMPLATES` (JSON), `BUSINESS_NAME`,
-    `DEFAULT_CUSTOMER_TIMEZONE` (for quiet hours of customers without a time zone; UTC).
-    Raises TemplateError when a template setting is malformed."""
-    from chalicelib.services.consent import consent_settings
-
-    catalog = TemplateCatalog.from_json(
-        os.environ.get("TWILIO_WHATSAPP_TEMPLATES", ""), os.environ.get("NOTIFICATION_TEMPLATES", "")
-    )
+    """The template catalog (`TWILIO_WHATSAPP_TEMPLATES`, `NOTIFICATION_TEMPLATES`), the business's
+    name and the time zone of quiet hours for customers without one. Raises TemplateError when a
+    template setting is malformed."""
+    config = settings()
     return NotificationSettings(
-        catalog=catalog,
-        business_name=consent_settings().business_name,
-        default_timezone=os.environ.get("DEFAULT_CUSTOMER_TIMEZONE", "").strip() or "UTC",
+        catalog=TemplateCatalog.from_json(config.twilio_whatsapp_templates, config.notification_templates),
+        business_name=config.display_name,
+        default_timezone=config.default_customer_timezone.strip() or "UTC",
     )
 
 
 # --- Outcome -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NotificationOutcome:
-    """What the API answers: `body` is the notification, or `{"error": {...}}`."""
-
-    status_code: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    sent_not_recorded: bool = False  # a provider has it: an Idempotency-Key stays claimed
-
-
-class SentButNotRecorded(Unavailable):
+class SentButNotRecorded(SentNotRecorded):
     """A provider took the message but the hub could not store it: never send it again blindly."""
 
 
 def _is_storage_failure(exc: Exception) -> bool:
-    """AWS (DynamoDB, SQS) failures the caller may retry, as opposed to bugs."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from chalicelib.services.events import EventQueueUnavailable
-    from chalicelib.store.table import ConditionFailed, TransactionCancelled
-
-    return isinstance(
-        exc, BotoCoreError | ClientError | EventQueueUnavailable | ConditionFailed | TransactionCancelled | store.Lost
-    )
+    return is_storage_failure(exc) or isinstance(exc, store.Lost)
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> NotificationOutcome:
+def _error(status: int, code: str, message: str, **extra: Any) -> Outcome:
     headers = {"Retry-After": str(RETRY_SECONDS // 12)} if status == 503 else {}
-    return NotificationOutcome(status, {"error": {"code": code, "message": message, **extra}}, headers)
+    return error(status, code, message, headers, **extra)
 
 
 # --- POST /v1/notifications ----------------------------------------------------------------------------
 
 
-def create_notification(
-    payload: Any, idempotency_key: str | None = None, *, now: datetime | None = None
-) -> NotificationOutcome:
+def create_notification(payload: Any, idempotency_key: str | None = None, *, now: datetime | None = None) -> Outcome:
     """Send (or schedule) a notification; never raises for anything a client can send."""
     now = now or utcnow()
     try:
         request = NotificationRequest.model_validate(payload)
     except ValidationError as exc:
         return _error(400, "invalid_request", validation_problem(exc))
-    if idempotency_key is None:
-        return _guarded_run(request, now)
-    from chalicelib.store import idempotency
-
-    try:
-        key = check_idempotency_key(idempotency_key)
-    except Refused as refusal:
-        return _error(refusal.status, refusal.code, refusal.message)
-    fingerprint = request_fingerprint("notification", request.fingerprint_data())
-    token = uuid.uuid4().hex
-    try:
-        existing = idempotency.claim(key, fingerprint, token, now)
-    except Exception as exc:
-        if not _is_storage_failure(exc):
-            raise
-        return _error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
-    if existing is not None:
-        if existing.fingerprint != fingerprint:
-            return _error(
-                422, "idempotency_key_reused", "this Idempotency-Key was already used with a different request"
-            )
-        if existing.state != idempotency.COMPLETED:
-            return _error(409, "idempotency_key_in_progress", "a request with this Idempotency-Key is in progress")
-        replayed = json.loads(existing.response_body or "{}")
-        return NotificationOutcome(int(existing.status_code or 500), replayed, {"Idempotent-Replayed": "true"})
-    try:
-        outcome = _guarded_run(request, now)
-    except Exception:
-        idempotency.release(key, token)
-        raise
-    if outcome.status_code >= 500 and not outcome.sent_not_recorded:
-        idempotency.release(key, token)
-    elif not idempotency.complete(key, token, outcome.status_code, response_body=json.dumps(outcome.body)):
-        logger.warning("idempotency record not completed", extra={"notification": outcome.body.get("id")})
-    return outcome
+    return idempotency.run(
+        idempotency_key, "notification", request.fingerprint_data(), lambda claim: _guarded_run(request, now), now=now
+    )
 
 
-def _guarded_run(request: NotificationRequest, now: datetime) -> NotificationOutcome:
+def _guarded_run(request: NotificationRequest, now: datetime) -> Outcome:
     try:
         return _run(request, now)
     except SentButNotRecorded as exc:
         # The key (if any) stays claimed: a repeat gets 409 rather than a second message.
         outcome = _error(503, "temporarily_unavailable", str(exc))
-        return NotificationOutcome(outcome.status_code, outcome.body, outcome.headers, sent_not_recorded=True)
+        return Outcome(outcome.status_code, outcome.body, outcome.headers, keep_claim=True)
     except Exception as exc:
         if not _is_storage_failure(exc):
             raise
@@ -193,7 +135,7 @@ def _guarded_run(request: NotificationRequest, now: datetime) -> NotificationOut
         return _error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
 
 
-def _run(request: NotificationRequest, now: datetime) -> NotificationOutcome:
+def _run(request: NotificationRequest, now: datetime) -> Outcome:
     try:
         config = notification_settings()
     except TemplateError as exc:
@@ -247,8 +189,6 @@ def _run(request: NotificationRequest, now: datetime) -> NotificationOutcome:
             update={"customer_id": customer.id, "conversation_id": customer.conversation_id}
         )
     if quiet_until is not None:
-        from chalicelib.services import timers
-
         held = notification.model_copy(update={"status": NotificationStatus.SCHEDULED, "scheduled_for": quiet_until})
         # The timer first: if storing then fails, the timer finds nothing and does nothing.
         timers.schedule(NotificationDue(notification_id=held.id), quiet_until)
@@ -256,18 +196,18 @@ def _run(request: NotificationRequest, now: datetime) -> NotificationOutcome:
         logger.info(
             "notification scheduled", extra={"notification_id": held.id, "scheduled_for": quiet_until.isoformat()}
         )
-        return NotificationOutcome(202, notification_view(held), {"Location": f"/v1/notifications/{held.id}"})
+        return Outcome(202, notification_view(held), {"Location": f"/v1/notifications/{held.id}"})
     store.create_notification(notification)
     conversation = _conversation(customer)
     result = _send_through(notification, customer, conversation, notification.channels, now, config)
     return _answer(result.finish(now), result)
 
 
-def _answer(notification: Notification, result: _Round) -> NotificationOutcome:
+def _answer(notification: Notification, result: _Round) -> Outcome:
     body = notification_view(notification)
     location = {"Location": f"/v1/notifications/{notification.id}"}
     if notification.status is NotificationStatus.SENT:
-        return NotificationOutcome(202, body, location)
+        return Outcome(202, body, location)
     if result.only_unavailable:
         return _error(
             503,
@@ -296,8 +236,6 @@ def get_notification(notification_id: str) -> dict[str, Any]:
 def _resolve_customer(ref: CustomerRef) -> tuple[Customer, Identity | None]:
     """The customer the reference names, and the identity to create them with if they are new
     (the new customer is only built here, and stored once the notification can go out)."""
-    from chalicelib.config import settings
-
     if ref.id is not None:
         customer = customer_store.get_customer(ref.id)
         if customer is None:
@@ -373,8 +311,6 @@ def _plan(
     *,
     check_window: bool = True,
 ) -> Delivery | Block:
-    from chalicelib.services.replies import reply_settings
-
     plan = plan_delivery(
         notification,
         customer,
@@ -386,12 +322,7 @@ def _plan(
     )
     if isinstance(plan, Block):
         return plan
-    missing = reply_settings().missing_for(channel, plan.provider)
-    if channel is Channel.EMAIL:
-        from chalicelib.services.consent import consent_settings
-
-        if not consent_settings().unsubscribe_secret:
-            missing.append("UNSUBSCRIBE_SECRET (every email carries a signed unsubscribe link)")
+    missing = registry.channel(plan.provider).missing_settings(channel.value)
     if missing:
         return Block("not_configured", f"{channel.value} is not configured: set {', '.join(missing)}")
     return plan
@@ -438,21 +369,21 @@ def _send_through(
     config: NotificationSettings,
 ) -> _Round:
     """Try `channels` in order until a provider accepts; `claimed` is held by this worker (status
-    `sending`, stored at its version)."""
-    from chalicelib.services.replies import reply_settings
-
-    provider_config = reply_settings()
+    `sending`, stored at its version). Each send goes through the one outbound path, and the
+    notification's new state is recorded in the same transaction as its message."""
     result = _Round(claimed, claimed.version)
     current = claimed
     for channel in channels:
         plan = _plan(current, customer, channel, now, config)
         if isinstance(plan, Block):
-            skipped = Attempt(channel=channel, status=AttemptStatus.SKIPPED, at=now, code=plan.code, reason=plan.reason)
-            current = _with_attempt(current, skipped)
+            current = _with_attempt(current, _skipped(channel, now, plan.code, plan.reason))
             continue
-        message_id = new_id("msg")
+        companion = _Companion(current, channel, now, result.stored_version)
         try:
-            sent = _send(plan, provider_config, message_id, customer)
+            delivered = outbound.send(_outbound(plan), customer, conversation, companion=companion, now=now)
+        except Refused as refused:
+            current = _with_attempt(current, _skipped(channel, now, refused.code, refused.message))
+            continue
         except ProviderUnavailable as exc:
             result.unavailable = True
             logger.warning("provider unavailable", extra={"provider": exc.provider, "notification_id": current.id})
@@ -461,71 +392,22 @@ def _send_through(
                 current, Attempt(channel=channel, status=AttemptStatus.UNAVAILABLE, at=now, reason=reason)
             )
             continue
-        except ProviderRejected as exc:
-            message = _message(message_id, customer, plan, DeliveryStatus.FAILED).model_copy(
-                update={
-                    "error_code": exc.code,
-                    "error_message": exc.message,
-                    "status_updated_at": id_datetime(message_id),
-                }
-            )
-            attempt = Attempt(
-                channel=channel,
-                status=AttemptStatus.REJECTED,
-                at=now,
-                reason=f"{exc.provider} refused it: {exc.message}",
-                message_id=message_id,
-                error_code=exc.code,
-            )
-            current = _with_attempt(current, attempt)
-        else:
-            message = _message(message_id, customer, plan, sent.status).model_copy(
-                update={"provider_message_id": sent.provider_message_id, "sender_address": sent.sender_address}
-            )
-            attempt = Attempt(
-                channel=channel,
-                status=AttemptStatus.SENT,
-                at=now,
-                message_id=message_id,
-                provider_message_id=sent.provider_message_id,
-            )
-            current = _with_attempt(current, attempt).model_copy(
-                update={"status": NotificationStatus.SENT, "channel": channel, "message_id": message_id}
-            )
-            result.sent = True
-        current = current.model_copy(
-            update={"version": result.stored_version + 1, "updated_at": max(now, current.updated_at)}
-        )
-        try:
-            store.record_send(current, result.stored_version, message)
-        except Exception as exc:
-            if not _is_storage_failure(exc):
-                raise
-            logger.error(
-                "notification message sent but not recorded",
-                extra={"notification_id": current.id, "message_id": message_id, "error": type(exc).__name__},
-            )
+        except AnnounceFailed as exc:  # stored; the CRM hears of it with the notification's next change
+            delivered = exc.delivered
+        except NotRecorded as exc:
             raise SentButNotRecorded(
-                f"notification {current.id} was handed to {message.provider} as message {message_id} "
+                f"notification {current.id} was handed to {exc.sent.provider} as message {exc.sent.id} "
                 "but could not be recorded; do not send it again"
             ) from exc
+        assert companion.reached is not None
+        current = companion.reached
+        conversation = delivered.conversation
         result.stored_version = current.version
         result.stored = True
-        try:
-            _announce(customer, conversation, message, current)
-            if message.provider_message_id:
-                from chalicelib.services.delivery_status import catch_up
-
-                # Statuses that beat the recording (with the hook in record_status, an early
-                # failure falls back from here).
-                catch_up(str(message.provider), message.provider_message_id)
-        except Exception as exc:
-            if not _is_storage_failure(exc):
-                raise
-            logger.error("after-send step failed", extra={"message_id": message_id, "error": type(exc).__name__})
+        result.sent = not delivered.rejected
         logger.info(
             "notification sent" if result.sent else "notification refused by the provider",
-            extra={"notification_id": current.id, "channel": channel.value, "message_id": message_id},
+            extra={"notification_id": current.id, "channel": channel.value, "message_id": delivered.message.id},
         )
         if result.sent:
             break
@@ -533,108 +415,72 @@ def _send_through(
     return result
 
 
+class _Companion:
+    """Builds, from the message the outbound path sent, the notification's new state that is
+    recorded with it (and remembers it)."""
+
+    def __init__(self, before: Notification, channel: Channel, now: datetime, stored_version: int) -> None:
+        self.before, self.channel, self.now, self.stored_version = before, channel, now, stored_version
+        self.reached: Notification | None = None
+
+    def __call__(self, message: Message) -> Companion:
+        after = _after_send(self.before, self.channel, message, self.now, self.stored_version)
+        self.reached = after
+        return Companion(
+            writes=store.send_writes(after, self.stored_version, message.id, message.conversation_id),
+            event_data={"notification": notification_view(after)},
+            message_data={"notification_id": after.id},
+        )
+
+
+def _outbound(plan: Delivery) -> OutboundMessage:
+    template = None
+    if plan.content_sid or plan.meta_template:
+        template = Template(
+            preview=plan.body,
+            params=dict(plan.content_variables or {}),
+            content_sid=plan.content_sid,
+            meta_name=plan.meta_template,
+        )
+    return OutboundMessage(
+        purpose=Purpose.NOTIFICATION, text=plan.body, channel=plan.channel, subject=plan.subject, template=template
+    )
+
+
+def _skipped(channel: Channel, now: datetime, code: str, reason: str) -> Attempt:
+    return Attempt(channel=channel, status=AttemptStatus.SKIPPED, at=now, code=code, reason=reason)
+
+
+def _after_send(
+    before: Notification, channel: Channel, message: Message, now: datetime, stored_version: int
+) -> Notification:
+    """The notification once `message` went out for it (or was refused by the provider)."""
+    if message.provider_message_id is None and message.status is DeliveryStatus.FAILED:
+        attempt = Attempt(
+            channel=channel,
+            status=AttemptStatus.REJECTED,
+            at=now,
+            reason=f"{message.provider} refused it: {message.error_message}",
+            message_id=message.id,
+            error_code=message.error_code,
+        )
+        after = _with_attempt(before, attempt)
+    else:
+        attempt = Attempt(
+            channel=channel,
+            status=AttemptStatus.SENT,
+            at=now,
+            message_id=message.id,
+            provider_message_id=message.provider_message_id,
+        )
+        after = _with_attempt(before, attempt).model_copy(
+            update={"status": NotificationStatus.SENT, "channel": channel, "message_id": message.id}
+        )
+    return after.model_copy(update={"version": stored_version + 1, "updated_at": max(now, after.updated_at)})
+
+
 def _with_attempt(notification: Notification, attempt: Attempt) -> Notification:
     return notification.model_copy(update={"attempts": [*notification.attempts, attempt]})
-
-
-def _message(message_id: str, customer: Customer, plan: Delivery, status: DeliveryStatus) -> Message:
-    return Message(
-        id=message_id,
-        conversation_id=customer.conversation_id,
-        customer_id=customer.id,
-        channel=plan.channel,
-        direction=Direction.OUTBOUND,
-        body=plan.body,
-        subject=plan.subject,
-        status=status,
-        created_at=id_datetime(message_id),
-        provider=plan.provider,
-        recipient_address=plan.recipient,
-    )
-
-
-def _announce(customer: Customer, conversation: Conversation, message: Message, notification: Notification) -> None:
-    from chalicelib.api.models import conversation_view, customer_view, message_view
-    from chalicelib.services import events
-
-    current = thread.get_conversation(conversation.id) or conversation
-    data = {
-        "customer": customer_view(customer),
-        "conversation": conversation_view(current),
-        "message": {**message_view(message), "notification_id": notification.id},
-        "notification": notification_view(notification),
-    }
-    events.emit_many([("message.created", data, message.id)])
-
-
-@metrics.counts_sends
-def _send(plan: Delivery, config: Any, message_id: str, customer: Customer) -> SentMessage:
-    from chalicelib.channels import registry
-
-    if registry.has_sender(plan.provider):
-        from chalicelib.channels.base import Outgoing
-        from chalicelib.config import settings
-
-        params = plan.content_variables or {}
-        outgoing = Outgoing(
-            channel=plan.channel.value,
-            recipient=plan.recipient,
-            body=plan.body,
-            hub_message_id=message_id,
-            timeout=config.provider_timeout_seconds,
-            template=plan.meta_template,
-            template_language=settings().meta_whatsapp_template_language if plan.meta_template else None,
-            template_parameters=tuple(params[key] for key in sorted(params, key=_parameter_order)),
-        )
-        return registry.sender(plan.provider).send(outgoing)
-    if plan.channel is Channel.EMAIL:
-        from chalicelib.channels import sendgrid
-        from chalicelib.services.consent import unsubscribe_footer, unsubscribe_headers
-
-        return sendgrid.send_email(
-            api_key=config.sendgrid_api_key,
-            from_email=config.sendgrid_from_email,
-            from_name=config.sendgrid_from_name or None,
-            to_email=plan.recipient,
-            to_name=customer.name or customer.provider_names.get(Channel.EMAIL.value),
-            subject=plan.subject or "",
-            text=plan.body + unsubscribe_footer(customer.id),
-            custom_args={sendgrid.HUB_MESSAGE_ID_ARG: message_id},
-            headers=unsubscribe_headers(customer.id),
-            api_base_url=config.sendgrid_api_base_url,
-            timeout=config.provider_timeout_seconds,
-        )
-    from chalicelib.channels import twilio
-
-    service = config.twilio_messaging_service_sid
-    sender = (
-        None
-        if service
-        else (
-            whatsapp_address(config.twilio_whatsapp_from)
-            if plan.channel is Channel.WHATSAPP
-            else config.twilio_sms_from
-        )
-    )
-    return twilio.send_message(
-        account_sid=config.twilio_account_sid,
-        auth_token=config.twilio_auth_token,
-        to=plan.recipient,
-        # A template carries its own text; `body` is only what the thread shows of it.
-        body="" if plan.content_sid else plan.body,
-        from_=sender,
-        messaging_service_sid=service or None,
-        status_callback=config.status_callback_url,
-        content_sid=plan.content_sid,
-        content_variables=plan.content_variables if plan.content_sid else None,
-        api_base_url=config.twilio_api_base_url,
-        timeout=config.provider_timeout_seconds,
-    )
-
-
-def _parameter_order(key: str) -> tuple[int, str]:
-    """Template parameters {{1}}, {{2}}, ... in number order (`10` after `9`), named ones after."""
-    return (int(key), "") if key.isdigit() else (1 << 30, key)
 
 
 # --- Later: fallback after a failed delivery, the end of quiet hours --------------------------------------
@@ -712,6 +558,11 @@ def send_due(notification_id: str, *, now: datetime | None = None) -> Notificati
 def handle_timer(message: NotificationDue) -> None:
     """What handlers/timers.py calls for a NotificationDue timer."""
     send_due(message.notification_id)
+
+
+def handle_delivery_failed(message: DeliveryFailed) -> None:
+    """What handlers/timers.py calls when a provider said a message failed (delivery_status.py)."""
+    on_status(message.message_id, message.status, error_code=message.error_code)
 
 
 def _claim(notification: Notification, expected_version: int, now: datetime) -> Notification | None:

@@ -23,7 +23,6 @@ Left to do: one CRM batch instead of three, and the offer payload from what is a
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -31,10 +30,12 @@ from typing import Any
 
 from chalicelib import metrics, queue
 from chalicelib.api.models import agent_view, conversation_view, customer_view, message_view, offer_view
+from chalicelib.config import settings
 from chalicelib.domain.agents import Agent, AgentStatus
 from chalicelib.domain.customers import Conversation, ConversationStatus, Customer
 from chalicelib.domain.ids import new_id, new_ulid
 from chalicelib.domain.messages import utcnow
+from chalicelib.domain.offers import Offer, OfferStatus
 from chalicelib.domain.routing import (
     RoutingConfig,
     Task,
@@ -66,11 +67,13 @@ MATCH_ATTEMPTS = 3
 
 @lru_cache(maxsize=1)
 def routing_config() -> RoutingConfig:
-    """Routing rules are data: `ROUTING_CONFIG` (JSON) or `ROUTING_CONFIG_FILE` (a JSON file)."""
-    raw = os.environ.get("ROUTING_CONFIG", "").strip()
+    """Routing rules are data: the `routing_config` setting (JSON), else `routing_config_file` (a
+    JSON file), else the defaults. Read once; `routing_config.cache_clear()` reads them again."""
+    current = settings()
+    raw = current.routing_config.strip()
     if raw:
         return RoutingConfig.model_validate_json(raw)
-    path = os.environ.get("ROUTING_CONFIG_FILE", "").strip()
+    path = current.routing_config_file.strip()
     if path:
         return RoutingConfig.model_validate_json(Path(path).read_text())
     return RoutingConfig()
@@ -205,18 +208,18 @@ def _schedule_recheck(task: Task, now: datetime) -> None:
 # --- Matching --------------------------------------------------------------------------------------
 
 
-def _offer(task: Task, agent: Agent, now: datetime) -> dict[str, Any] | None:
+def _offer(task: Task, agent: Agent, now: datetime) -> Offer | None:
     """Try to offer `task` to `agent`; None when another worker changed either first."""
     offer_id = new_id("ofr")
     expires_at = now + timedelta(seconds=routing_config().offer_timeout_seconds)
+    offer = Offer.of(task, agent.id, offer_id, now, expires_at)
     # The timeout is scheduled first: if the transaction then fails, the timer finds no pending
     # offer and does nothing; the reverse order could leave an offer that never expires.
     timers.schedule(OfferTimeout(offer_id=offer_id), expires_at)
     try:
-        routing_store.create_offer(task, agent.id, offer_id, now, expires_at)
+        routing_store.create_offer(task, offer)
     except Lost:
         return None
-    offer = routing_store.offer_item(offer_id, task, agent.id, now, expires_at)
     conversation = _conversation(task.conversation_id)
     _emit(
         [
@@ -256,7 +259,7 @@ def match_task(task: Task) -> str | None:
         candidate = head if head is not None and head.sort_key < task.sort_key else task
         offer = _offer(candidate, agent, now)
         if offer is not None and candidate is task:
-            return str(offer["id"])
+            return offer.id
         fresh = routing_store.get_task(task.queue, task.sort_key)
         if fresh is None or fresh.status is not TaskStatus.WAITING:
             return None
@@ -290,23 +293,23 @@ def match_agent(agent_id: str) -> list[str]:
         offered = next((offer for task in candidates if (offer := _offer(task, agent, now)) is not None), None)
         if offered is None:
             return offers
-        offers.append(str(offered["id"]))
+        offers.append(offered.id)
 
 
 def request_agent_match(agent_id: str) -> None:
     queue.request_routing(MatchAgent(agent_id=agent_id).model_dump_json(), f"agent:{agent_id}")
 
 
-def _request_task_match(offer: dict[str, Any]) -> None:
+def _request_task_match(offer: Offer) -> None:
     queue.request_routing(
-        MatchTask(queue=offer["queue"], sort_key=offer["task_sort_key"]).model_dump_json(), offer["customer_id"]
+        MatchTask(queue=offer.queue, sort_key=offer.task_sort_key).model_dump_json(), offer.customer_id
     )
 
 
 # --- Offers ------------------------------------------------------------------------------------------
 
 
-def _offer_or_404(offer_id: str) -> dict[str, Any]:
+def _offer_or_404(offer_id: str) -> Offer:
     offer = routing_store.get_offer(offer_id)
     if offer is None:
         raise NotFound(f"no offer '{offer_id}'")
@@ -319,58 +322,58 @@ def get_offer(offer_id: str) -> dict[str, Any]:
 
 def accept_offer(offer_id: str) -> dict[str, Any]:
     offer = _offer_or_404(offer_id)
-    if offer["status"] == "pending":
+    if offer.pending:
         try:
             routing_store.accept_offer(offer, utcnow())
         except Lost:
             offer = _offer_or_404(offer_id)
-            if offer["status"] == "pending":
-                raise Conflict(f"offer '{offer_id}' expired at {offer['expires_at']}") from None
-    if offer["status"] not in ("pending", "accepted"):
-        raise Conflict(f"offer '{offer_id}' is {offer['status']}; it can no longer be accepted")
+            if offer.pending:
+                raise Conflict(f"offer '{offer_id}' expired at {offer.expires_at.isoformat()}") from None
+    if offer.status not in (OfferStatus.PENDING, OfferStatus.ACCEPTED):
+        raise Conflict(f"offer '{offer_id}' is {offer.status}; it can no longer be accepted")
     offer = _offer_or_404(offer_id)
-    conversation = _conversation(offer["conversation_id"])
-    agent = agent_store.get_agent(offer["agent_id"])
+    conversation = _conversation(offer.conversation_id)
+    agent = agent_store.get_agent(offer.agent_id)
     data = {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent) if agent else None}
     # Re-emitted with the same ids on a retry, so a CRM sees each event once.
     _emit([("offer.accepted", data, offer_id), ("conversation.assigned", data, offer_id)])
     return offer_view(offer)
 
 
-def _release(offer_id: str, outcome: str, *, exclude_agent: bool) -> dict[str, Any] | None:
+def _release(offer_id: str, outcome: OfferStatus, *, exclude_agent: bool) -> Offer | None:
     offer = _offer_or_404(offer_id)
-    if offer["status"] != "pending":
+    if not offer.pending:
         return None
     try:
         routing_store.release_offer(offer, outcome, utcnow(), exclude_agent)
     except Lost:
         return None
     offer = _offer_or_404(offer_id)
-    conversation = _conversation(offer["conversation_id"])
-    _emit([(f"offer.{outcome}", {**_context(conversation), "offer": offer_view(offer)}, offer_id)])
+    conversation = _conversation(offer.conversation_id)
+    _emit([(f"offer.{outcome.value}", {**_context(conversation), "offer": offer_view(offer)}, offer_id)])
     _request_task_match(offer)
-    request_agent_match(offer["agent_id"])
+    request_agent_match(offer.agent_id)
     return offer
 
 
 def reject_offer(offer_id: str) -> dict[str, Any]:
-    offer = _release(offer_id, "rejected", exclude_agent=True)
+    offer = _release(offer_id, OfferStatus.REJECTED, exclude_agent=True)
     if offer is None:
         current = _offer_or_404(offer_id)
-        if current["status"] != "rejected":
-            raise Conflict(f"offer '{offer_id}' is {current['status']}; it can no longer be rejected")
+        if current.status is not OfferStatus.REJECTED:
+            raise Conflict(f"offer '{offer_id}' is {current.status}; it can no longer be rejected")
         offer = current
     return offer_view(offer)
 
 
 def expire_offer(offer_id: str) -> None:
     offer = routing_store.get_offer(offer_id)
-    if offer is None or offer["status"] != "pending":
+    if offer is None or not offer.pending:
         return  # accepted, rejected, or never created (its transaction lost)
-    if datetime.fromisoformat(offer["expires_at"]) > utcnow():
-        timers.schedule(OfferTimeout(offer_id=offer_id), datetime.fromisoformat(offer["expires_at"]))
+    if not offer.due(utcnow()):
+        timers.schedule(OfferTimeout(offer_id=offer_id), offer.expires_at)
         return
-    if _release(offer_id, "expired", exclude_agent=True) is not None:
+    if _release(offer_id, OfferStatus.EXPIRED, exclude_agent=True) is not None:
         metrics.offer_expired()
 
 
@@ -385,7 +388,7 @@ def set_agent_status(agent_id: str, status: AgentStatus) -> Agent:
         request_agent_match(agent_id)
     elif status is AgentStatus.OFFLINE:
         for offer_id in agent.offer_ids:
-            _release(offer_id, "rescinded", exclude_agent=False)
+            _release(offer_id, OfferStatus.RESCINDED, exclude_agent=False)
         if agent.conversation_ids:
             grace = routing_config().agent_grace_seconds
             timers.schedule_in(AgentGrace(agent_id=agent_id, offline_since=agent.status_changed_at), grace)
@@ -472,7 +475,7 @@ def resolve(conversation_id: str) -> Conversation:
         request_agent_match(conversation.assigned_agent_id)
     elif conversation.status is ConversationStatus.WAITING and conversation.task_sort_key:
         if conversation.offer_id:
-            _release(conversation.offer_id, "rescinded", exclude_agent=False)
+            _release(conversation.offer_id, OfferStatus.RESCINDED, exclude_agent=False)
         try:
             routing_store.resolve_waiting(
                 conversation.id, str(conversation.task_queue), conversation.task_sort_key, now

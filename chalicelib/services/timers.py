@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from chalicelib import aws
 from chalicelib.config import settings
 from chalicelib.domain.messages import utcnow
-from chalicelib.domain.routing_task import Timer, TimerMessage
+from chalicelib.domain.timers import Timer, TimerMessage
 
 MAX_DELAY_SECONDS = 900
 

@@ -21,10 +21,8 @@ the CRM (`message.status_updated`), as a provider's callback does for SMS.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,12 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chalicelib.channels import webchat as channel
 from chalicelib.channels.webchat import IdentityRejected, Session, SessionRejected
+from chalicelib.config import secret, settings
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import is_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Message, StatusUpdate, utcnow
 from chalicelib.observability import logger
 from chalicelib.services.errors import InvalidRequest, Unavailable
-from chalicelib.store import thread
+from chalicelib.store import presence, thread
 
 __all__ = ["IdentityRejected", "SessionRejected", "is_connected"]
 
@@ -48,49 +47,26 @@ SLOW_POLL_SECONDS = 1.0
 FAST_POLL_FOR_SECONDS = 5.0
 TIME_MARGIN_SECONDS = 2.0  # answer this long before the Lambda's own deadline
 LAST_SEEN_EVERY_SECONDS = 10.0
-LAST_SEEN_ATTRIBUTE = "webchat_last_seen_at"
 DEFAULT_CONNECTED_WITHIN_SECONDS = 30.0
 
 
-# --- Settings (to move into chalicelib/config.py) ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebchatSettings:
-    session_secret: str = ""
-    jwt_secret: str = ""
-    allowed_origins: tuple[str, ...] = ()
-    session_ttl_seconds: int = 7 * 24 * 3600
-
-    def origin_allowed(self, origin: str) -> bool:
-        return "*" in self.allowed_origins or origin in self.allowed_origins
-
-
-def webchat_settings() -> WebchatSettings:
-    """Read on every request (cheap), so a changed environment applies at once."""
-    from chalicelib.config import secret
-
-    listed = os.environ.get("WEBCHAT_ALLOWED_ORIGINS", "").split(",")
-    origins = tuple(origin.strip().rstrip("/") for origin in listed if origin.strip())
-    raw_ttl = os.environ.get("WEBCHAT_SESSION_TTL_SECONDS", "").strip()
-    ttl = int(raw_ttl) if raw_ttl.isdigit() and 300 <= int(raw_ttl) <= 90 * 24 * 3600 else 7 * 24 * 3600
-    return WebchatSettings(
-        session_secret=secret("webchat_session_secret"),
-        jwt_secret=secret("webchat_jwt_secret"),
-        allowed_origins=origins,
-        session_ttl_seconds=ttl,
-    )
+# --- Settings (chalicelib.config, read on every request so a changed environment applies at once) --
 
 
 class NotConfigured(Unavailable):
     """Web chat (or its sign-in) is not configured on this hub."""
 
 
-def _session_secret(config: WebchatSettings) -> str:
-    if not config.session_secret:
+def _session_secret() -> str:
+    value = secret("webchat_session_secret")
+    if not value:
         logger.error("WEBCHAT_SESSION_SECRET is not configured; web chat is off")
         raise NotConfigured("web chat is not configured on this hub")
-    return config.session_secret
+    return value
+
+
+def _session_ttl() -> int:
+    return settings().webchat_session_ttl_seconds
 
 
 # --- Requests ------------------------------------------------------------------------------------
@@ -143,8 +119,7 @@ def _epoch(now: datetime) -> int:
 
 def authenticate(token: str | None, now: datetime | None = None) -> Session:
     """The session a bearer token speaks for; SessionRejected (401) otherwise."""
-    config = webchat_settings()
-    return channel.read_session(token, _session_secret(config), _epoch(now or utcnow()))
+    return channel.read_session(token, _session_secret(), _epoch(now or utcnow()))
 
 
 def start_session(payload: Any, now: datetime | None = None) -> dict[str, Any]:
@@ -153,18 +128,16 @@ def start_session(payload: Any, now: datetime | None = None) -> dict[str, Any]:
 
     Every token given is checked before anything is written: a bad one is a 401 (a bad link a
     400), and nothing is stored."""
-    from chalicelib.config import settings
-
     now = now or utcnow()
-    config = webchat_settings()
-    secret = _session_secret(config)
+    session_secret = _session_secret()
     request: SessionRequest = _validated(SessionRequest, payload)
-    previous = channel.read_session(request.token, secret, _epoch(now)) if request.token is not None else None
+    previous = channel.read_session(request.token, session_secret, _epoch(now)) if request.token is not None else None
     sign_in, claimed = None, []
     if request.identity is not None:
-        if not config.jwt_secret:
+        jwt_secret = secret("webchat_jwt_secret")
+        if not jwt_secret:
             raise NotConfigured("web chat sign-in is not configured on this hub")
-        sign_in = channel.verify_identity_token(request.identity, config.jwt_secret)
+        sign_in = channel.verify_identity_token(request.identity, jwt_secret)
         claimed = sign_in.claimed(settings().default_phone_region)
     if sign_in is not None:
         visitor, name = sign_in.identity, sign_in.name
@@ -175,11 +148,11 @@ def start_session(payload: Any, now: datetime | None = None) -> dict[str, Any]:
     if request.link is not None:
         _redeem_link(request.link, visitor)  # refused (400) before anything else is written
     if sign_in is not None:
-        session = _signed_in(visitor, claimed, name, now, config)
+        session = _signed_in(visitor, claimed, name, now)
     elif previous is not None or request.link is not None:
-        session = _resumed(previous or channel.new_session(visitor, now=_epoch(now), ttl_seconds=60), now, config)
+        session = _resumed(previous or channel.new_session(visitor, now=_epoch(now), ttl_seconds=60), now)
     else:
-        session = channel.new_session(visitor, now=_epoch(now), ttl_seconds=config.session_ttl_seconds)
+        session = channel.new_session(visitor, now=_epoch(now), ttl_seconds=_session_ttl())
     logger.info(
         "web chat session",
         extra={
@@ -188,23 +161,23 @@ def start_session(payload: Any, now: datetime | None = None) -> dict[str, Any]:
             "linked": request.link is not None,
         },
     )
-    return _session_answer(session, secret)
+    return _session_answer(session, session_secret)
 
 
-def _session_answer(session: Session, secret: str) -> dict[str, Any]:
+def _session_answer(session: Session, session_secret: str) -> dict[str, Any]:
     return {
-        "session": channel.sign_session(session, secret),
+        "session": channel.sign_session(session, session_secret),
         "customer_id": session.customer_id,
         "conversation_id": session.conversation_id,
         "expires_at": session.expires_at_iso,
     }
 
 
-def _renewed(session: Session, now: datetime, config: WebchatSettings, ref: thread.ThreadRef | None) -> Session:
+def _renewed(session: Session, now: datetime, ref: thread.ThreadRef | None) -> Session:
     return channel.new_session(
         session.visitor,
         now=_epoch(now),
-        ttl_seconds=config.session_ttl_seconds,
+        ttl_seconds=_session_ttl(),
         customer_id=ref.customer_id if ref else None,
         conversation_id=ref.conversation_id if ref else None,
         profile_name=session.profile_name,
@@ -212,16 +185,14 @@ def _renewed(session: Session, now: datetime, config: WebchatSettings, ref: thre
     )
 
 
-def _resumed(previous: Session, now: datetime, config: WebchatSettings) -> Session:
+def _resumed(previous: Session, now: datetime) -> Session:
     ref = thread.find_identity(previous.visitor)
     if ref is not None and previous.pending:
         _link_identities(ref.customer_id, list(previous.pending))
-    return _renewed(previous, now, config, ref)
+    return _renewed(previous, now, ref)
 
 
-def _signed_in(
-    visitor: Identity, claimed: list[Identity], name: str | None, now: datetime, config: WebchatSettings
-) -> Session:
+def _signed_in(visitor: Identity, claimed: list[Identity], name: str | None, now: datetime) -> Session:
     """The business vouches for who the visitor is: join that customer's thread if the hub knows
     them by their id, email or phone; link what the token vouches for and belongs to nobody."""
     ref = thread.find_identity(visitor)
@@ -237,7 +208,7 @@ def _signed_in(
     return channel.new_session(
         visitor,
         now=_epoch(now),
-        ttl_seconds=config.session_ttl_seconds,
+        ttl_seconds=_session_ttl(),
         customer_id=ref.customer_id if ref else None,
         conversation_id=ref.conversation_id if ref else None,
         profile_name=name,
@@ -311,9 +282,8 @@ def post_message(token: str | None, payload: Any, now: datetime | None = None) -
     from chalicelib.services.ingest import ingest
 
     now = now or utcnow()
-    config = webchat_settings()
-    secret = _session_secret(config)
-    session = channel.read_session(token, secret, _epoch(now))
+    session_secret = _session_secret()
+    session = channel.read_session(token, session_secret, _epoch(now))
     request: MessageRequest = _validated(MessageRequest, payload)
     result = ingest(channel.inbound_message(session, request.body, request.client_id, now))
     if session.pending:
@@ -332,8 +302,8 @@ def post_message(token: str | None, payload: Any, now: datetime | None = None) -
             "media": [],
         }
     )
-    renewed = _renewed(session, now, config, thread.ThreadRef(result.customer_id, result.conversation_id))
-    body: dict[str, Any] = {"message": view, "duplicate": result.duplicate, **_session_answer(renewed, secret)}
+    renewed = _renewed(session, now, thread.ThreadRef(result.customer_id, result.conversation_id))
+    body: dict[str, Any] = {"message": view, "duplicate": result.duplicate, **_session_answer(renewed, session_secret)}
     notice = getattr(result, "notice", None)
     if notice:
         body["notice"] = notice
@@ -364,19 +334,18 @@ def poll_messages(
     left), reading the thread every 0.5 s for the first 5 s and every second after: a bounded
     number of keyed Queries, no Scan."""
     now = now or utcnow()
-    config = webchat_settings()
-    secret = _session_secret(config)
-    session = channel.read_session(token, secret, _epoch(now))
+    session_secret = _session_secret()
+    session = channel.read_session(token, session_secret, _epoch(now))
     if after is not None and not is_id(after, "msg"):
         raise InvalidRequest("'after' must be a message id this API returned")
     if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
         raise InvalidRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}")
     ref = thread.find_identity(session.visitor)
     answer: dict[str, Any] = {}
-    half_life = config.session_ttl_seconds // 2
+    half_life = _session_ttl() // 2
     if ref is None or ref.conversation_id != session.conversation_id or session.expires_at - _epoch(now) < half_life:
         # The visitor's thread changed (first message, a link), or the token is past half its life.
-        answer.update(_session_answer(_renewed(session, now, config, ref), secret))
+        answer.update(_session_answer(_renewed(session, now, ref), session_secret))
     if ref is None:
         # Nobody can write to a visitor who has not written yet: nothing to wait for.
         return {"data": [], "next_after": after, "more": False, **answer}
@@ -456,7 +425,7 @@ def touch(conversation_id: str, now: datetime | None = None) -> None:
         _touched[conversation_id] = clock
     now = now or utcnow()
     try:
-        _record_last_seen(conversation_id, now, now - timedelta(seconds=LAST_SEEN_EVERY_SECONDS))
+        presence.record_last_seen(conversation_id, now, now - timedelta(seconds=LAST_SEEN_EVERY_SECONDS))
     except Exception as exc:  # presence is best effort: never fail the visitor's poll for it
         logger.warning("web chat last-seen not recorded", extra={"error": type(exc).__name__})
 
@@ -465,8 +434,7 @@ def last_seen(conversation_id: str) -> datetime | None:
     """When the visitor's page last polled the conversation, if ever."""
     if not is_id(conversation_id, "conv"):
         return None
-    value = _read_last_seen(conversation_id)
-    return datetime.fromisoformat(value) if value else None
+    return presence.read_last_seen(conversation_id)
 
 
 def is_connected(
@@ -480,35 +448,3 @@ def is_connected(
     if seen is None:
         return False
     return ((now or utcnow()) - seen).total_seconds() <= within_seconds
-
-
-# --- Store access (to move into chalicelib/store/thread.py) --------------------------------------
-
-
-def _seen_text(moment: datetime) -> str:
-    # One fixed width, so the stored strings compare as the moments do.
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _record_last_seen(conversation_id: str, now: datetime, unless_after: datetime) -> bool:
-    from chalicelib.store import keys, table
-
-    try:
-        table.update(
-            keys.conversation_key(conversation_id),
-            "SET #seen = :now",
-            {"#seen": LAST_SEEN_ATTRIBUTE},
-            {":now": _seen_text(now), ":cutoff": _seen_text(unless_after)},
-            condition="attribute_exists(pk) AND (attribute_not_exists(#seen) OR #seen < :cutoff)",
-        )
-    except table.ConditionFailed:
-        return False
-    return True
-
-
-def _read_last_seen(conversation_id: str) -> str | None:
-    from chalicelib.store import keys, table
-
-    item = table.get(keys.conversation_key(conversation_id))
-    value = (item or {}).get(LAST_SEEN_ATTRIBUTE)
-    return str(value) if value else None

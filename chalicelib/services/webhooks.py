@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import os
 import re
 import secrets
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from chalicelib.config import settings
 from chalicelib.domain.events import ALL_EVENTS, EVENT_TYPES, WebhookEndpoint
 from chalicelib.domain.ids import new_id
 from chalicelib.services.errors import InvalidRequest, NotFound
@@ -88,10 +88,6 @@ def validate_secret(secret: str) -> bytes:
     return key
 
 
-def insecure_urls_allowed() -> bool:
-    return os.environ.get("ALLOW_INSECURE_WEBHOOK_URLS", "").strip().lower() in {"1", "true", "yes"}
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -125,7 +121,7 @@ def validate_url(url: str) -> str:
         raise InvalidRequest("'url' must not contain credentials; verify the webhook signature instead")
     if parts.fragment:
         raise InvalidRequest("'url' must not contain a fragment")
-    if parts.scheme.lower() == "http" and not (_is_loopback(host) or insecure_urls_allowed()):
+    if parts.scheme.lower() == "http" and not (_is_loopback(host) or settings().allow_insecure_webhook_urls):
         raise InvalidRequest("'url' must use https (http is accepted only for loopback hosts)")
     return url
 

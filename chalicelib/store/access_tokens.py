@@ -33,8 +33,6 @@ def access_token_key(provider: str, account: str) -> dict[str, str]:
     return {"pk": f"ACCESS_TOKEN#{provider}#{account}", "sk": SORT_KEY}
 
 
-
-
 def get(provider: str, account: str) -> AccessToken | None:
     """The stored token for the account, if any (it may be expired: check `seconds_left`)."""
     item = table.get(access_token_key(provider, account))

@@ -9,9 +9,6 @@ answered; the message to store is checkpointed on the record) → `completed` (s
 and the answer fixed). It lives 24 hours: `expires_at` (epoch seconds) is the table's TTL
 attribute, but TTL deletion is never relied on: a record past `expires_at` counts as absent and
 a new claim overwrites it.
-
-The two thread functions at the end are what the reply flow needs beyond store/thread.py (an
-outbound message the provider gave no id, and the customer's latest email); they belong there.
 """
 
 from __future__ import annotations
@@ -20,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.messages import Channel, Direction, EmailThreading, Message
-from chalicelib.store import keys, table
-from chalicelib.store.table import ConditionFailed, TransactionCancelled
+from chalicelib.store import table
+from chalicelib.store.table import ConditionFailed
 
 RETENTION = timedelta(hours=24)
 
@@ -162,85 +158,3 @@ def release(key: str, token: str) -> bool:
     except client.exceptions.ConditionalCheckFailedException:
         return False
     return True
-
-
-# --- Thread reads and writes of the reply flow (to move into store/thread.py) -----------------
-
-
-def record_outbound_without_provider_id(message: Message) -> bool:
-    """Store an outbound message the provider gave no id (it refused it), and count it on the
-    conversation; False if it was already stored (a retry). Like thread.record_outbound, minus
-    the provider-id lookup item."""
-    from chalicelib.store.thread import message_item
-
-    at = message.created_at.isoformat()
-    try:
-        table.transact(
-            [
-                table.put_op(message_item(message)),
-                table.update_op(
-                    keys.conversation_key(message.conversation_id),
-                    "ADD message_count :one, outbound_count :one, channels :channels "
-                    "SET last_message_id = :mid, last_message_at = :at, updated_at = :at",
-                    {},
-                    {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at},
-                ),
-            ]
-        )
-    except TransactionCancelled as exc:
-        if exc.failed_at(0):
-            return False
-        raise
-    return True
-
-
-@dataclass(frozen=True)
-class LatestEmail:
-    message_id: str
-    subject: str | None
-    email: EmailThreading | None
-
-
-def latest_inbound_email(conversation_id: str, page_size: int = 50, max_pages: int = 4) -> LatestEmail | None:
-    """The customer's most recent inbound email in the thread, newest first, reading at most
-    `max_pages` pages (only the attributes needed)."""
-    client = table.client()
-    kwargs: dict[str, Any] = {
-        "TableName": table.table_name(),
-        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-        "FilterExpression": "#direction = :inbound AND #channel = :email",
-        "ProjectionExpression": "#id, #subject, #email",
-        "ExpressionAttributeNames": {
-            "#direction": "direction",
-            "#channel": "channel",
-            "#id": "id",
-            "#subject": "subject",
-            "#email": "email",
-        },
-        "ExpressionAttributeValues": table.serialize(
-            {
-                ":pk": f"CONV#{conversation_id}",
-                ":prefix": "MSG#",
-                ":inbound": Direction.INBOUND.value,
-                ":email": Channel.EMAIL.value,
-            }
-        ),
-        "ScanIndexForward": False,
-        "Limit": page_size,
-        "ConsistentRead": True,
-    }
-    for _ in range(max_pages):
-        response = client.query(**kwargs)
-        items = response.get("Items") or []
-        if items:
-            item = table.deserialize(items[0])
-            threading = item.get("email")
-            return LatestEmail(
-                message_id=str(item["id"]),
-                subject=item.get("subject"),
-                email=EmailThreading.model_validate(threading) if threading else None,
-            )
-        if "LastEvaluatedKey" not in response:
-            return None
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    return None

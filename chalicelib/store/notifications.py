@@ -21,10 +21,10 @@ from typing import Any
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import is_id
-from chalicelib.domain.messages import Message
 from chalicelib.domain.notifications import Notification
 from chalicelib.store import keys, table, thread
 from chalicelib.store.table import ConditionFailed, TransactionCancelled
+from chalicelib.store.thread import NotificationSend
 
 
 class Lost(Exception):
@@ -83,45 +83,22 @@ def replace_notification(notification: Notification, expected_version: int) -> N
     _put(notification_item(notification), "version = :expected", {":expected": expected_version})
 
 
-def record_send(notification: Notification, expected_version: int, message: Message) -> None:
-    """Store a message sent (or refused) for a notification and the notification's new state, in
-    one transaction. Raises Lost if the notification changed meanwhile (nothing is written)."""
-    at = message.created_at.isoformat()
-    operations: list[dict[str, Any]] = []
-    if message.provider_message_id:
-        operations.append(table.put_op(thread._provider_message_item(message)))
-        operations.append(
-            table.put_op(
-                {
-                    **message_pointer_key(message.id),
-                    "type": "notification_message",
-                    "notification_id": notification.id,
-                    "message_id": message.id,
-                    "conversation_id": message.conversation_id,
-                }
-            )
-        )
-    operations.append(table.put_op({**thread.message_item(message), "notification_id": notification.id}))
-    operations.append(
-        table.update_op(
-            keys.conversation_key(message.conversation_id),
-            "ADD message_count :one, outbound_count :one, channels :channels "
-            "SET #last = :mid, last_message_at = :at, updated_at = :at",
-            # Never an empty ExpressionAttributeNames: DynamoDB refuses it (moto does not check).
-            {"#last": "last_message_id"},
-            {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at},
-        )
-    )
-    version_check = len(operations)
-    notification_put = table.put_op(notification_item(notification), condition="version = :expected")
-    notification_put["Put"]["ExpressionAttributeValues"] = table.serialize({":expected": expected_version})
-    operations.append(notification_put)
-    try:
-        table.transact(operations)
-    except TransactionCancelled as exc:
-        if exc.failed_at(version_check):
-            raise Lost() from None
-        raise
+def send_writes(
+    notification: Notification, expected_version: int, message_id: str, conversation_id: str
+) -> NotificationSend:
+    """What store/thread.record_outbound writes with a notification's message: the notification's
+    new state (conditional on `expected_version`; Lost when it moved on) and the pointer from the
+    message to it (read by `notification_for_message` when a status callback says it failed)."""
+    put = table.put_op(notification_item(notification), condition="version = :expected")
+    put["Put"]["ExpressionAttributeValues"] = table.serialize({":expected": expected_version})
+    pointer = {
+        **message_pointer_key(message_id),
+        "type": "notification_message",
+        "notification_id": notification.id,
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+    }
+    return NotificationSend(notification_id=notification.id, pointer=pointer, notification_put=put, lost=Lost)
 
 
 def notification_for_message(message_id: str) -> str | None:

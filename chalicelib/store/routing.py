@@ -7,6 +7,8 @@
 - an offer is accepted, rejected, expired or rescinded exactly once (all require `pending`).
 
 A failed condition means another worker got there first: callers re-read and decide again.
+Tasks and offers go in and out as domain models (`Task`, `Offer`); their items keep the format
+they have always had, so existing data reads as before.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from chalicelib.domain.agents import AgentStatus
+from chalicelib.domain.customers import ConversationStatus
 from chalicelib.domain.ids import is_id
+from chalicelib.domain.offers import RELEASES, Offer, OfferStatus
 from chalicelib.domain.routing import Task, TaskStatus
 from chalicelib.store import keys, table
 from chalicelib.store.table import TransactionCancelled
@@ -88,9 +93,9 @@ def enqueue(task: Task, at: datetime) -> None:
                 "updated_at = :at REMOVE assigned_agent_id, assigned_channel, offer_id",
                 {"#status": "status"},
                 {
-                    ":waiting": "waiting",
-                    ":open": "open",
-                    ":resolved": "resolved",
+                    ":waiting": ConversationStatus.WAITING.value,
+                    ":open": ConversationStatus.OPEN.value,
+                    ":resolved": ConversationStatus.RESOLVED.value,
                     ":at": at.isoformat(),
                     ":queue": task.queue,
                     ":sk": task.sort_key,
@@ -115,7 +120,7 @@ def _agent_takes(agent_id: str, channel: str, offer_id: str, at: str) -> dict[st
             ":ch": channel,
             ":at": at,
             ":offer": {offer_id},
-            ":available": "available",
+            ":available": AgentStatus.AVAILABLE.value,
             ":true": True,
         },
         condition="#status = :available AND #capacity.#ch > :zero "
@@ -147,26 +152,37 @@ def _agent_releases(
     )
 
 
-def offer_item(offer_id: str, task: Task, agent_id: str, created_at: datetime, expires_at: datetime) -> dict[str, Any]:
-    return {
-        **keys.offer_key(offer_id),
+def offer_item(offer: Offer) -> dict[str, Any]:
+    """The stored form of an offer. Timestamps are `isoformat()` strings (`+00:00`, not pydantic's
+    `Z`): `accept_offer` compares `expires_at` with such a string inside DynamoDB."""
+    item: dict[str, Any] = {
+        **keys.offer_key(offer.id),
         "type": "offer",
-        "id": offer_id,
-        "agent_id": agent_id,
-        "conversation_id": task.conversation_id,
-        "customer_id": task.customer_id,
-        "channel": task.channel,
-        "queue": task.queue,
-        "task_sort_key": task.sort_key,
-        "status": "pending",
-        "created_at": created_at.isoformat(),
-        "expires_at": expires_at.isoformat(),
+        "id": offer.id,
+        "agent_id": offer.agent_id,
+        "conversation_id": offer.conversation_id,
+        "customer_id": offer.customer_id,
+        "channel": offer.channel,
+        "queue": offer.queue,
+        "task_sort_key": offer.task_sort_key,
+        "status": offer.status.value,
+        "created_at": offer.created_at.isoformat(),
+        "expires_at": offer.expires_at.isoformat(),
     }
+    if offer.decided_at is not None:
+        item["decided_at"] = offer.decided_at.isoformat()
+    return item
 
 
-def create_offer(task: Task, agent_id: str, offer_id: str, now: datetime, expires_at: datetime) -> None:
+def _offer(item: dict[str, Any]) -> Offer:
+    return Offer.model_validate(item)
+
+
+def create_offer(task: Task, offer: Offer) -> None:
     """Offer a waiting task to an agent with spare capacity, reserving that capacity."""
-    at = now.isoformat()
+    assert offer.task_sort_key == task.sort_key and offer.queue == task.queue, "an offer of another task"
+    at = offer.created_at.isoformat()
+    offer_id = offer.id
     _run(
         [
             table.update_op(
@@ -182,104 +198,107 @@ def create_offer(task: Task, agent_id: str, offer_id: str, now: datetime, expire
                 },
                 condition="#status = :waiting AND version = :version",
             ),
-            _agent_takes(agent_id, task.channel, offer_id, at),
-            table.put_op(offer_item(offer_id, task, agent_id, now, expires_at)),
+            _agent_takes(offer.agent_id, offer.channel, offer_id, at),
+            table.put_op(offer_item(offer)),
             table.update_op(
                 keys.conversation_key(task.conversation_id),
                 "SET offer_id = :offer, updated_at = :at",
                 {"#status": "status"},
-                {":offer": offer_id, ":at": at, ":waiting": "waiting"},
+                {":offer": offer_id, ":at": at, ":waiting": ConversationStatus.WAITING.value},
                 condition="#status = :waiting AND attribute_not_exists(offer_id)",
             ),
         ]
     )
 
 
-def get_offer(offer_id: str) -> dict[str, Any] | None:
+def get_offer(offer_id: str) -> Offer | None:
     if not is_id(offer_id, "ofr"):
         return None
-    return table.get(keys.offer_key(offer_id))
+    item = table.get(keys.offer_key(offer_id))
+    return _offer(item) if item else None
 
 
-def accept_offer(offer: dict[str, Any], now: datetime) -> None:
+def accept_offer(offer: Offer, now: datetime) -> None:
     """The agent takes the conversation: the task leaves the queue; the capacity stays reserved."""
     at = now.isoformat()
     _run(
         [
             table.update_op(
-                keys.offer_key(offer["id"]),
+                keys.offer_key(offer.id),
                 "SET #status = :accepted, decided_at = :at",
                 {"#status": "status"},
-                {":accepted": "accepted", ":pending": "pending", ":at": at},
+                {":accepted": OfferStatus.ACCEPTED.value, ":pending": OfferStatus.PENDING.value, ":at": at},
                 condition="#status = :pending AND expires_at > :at",
             ),
             {
                 "Delete": {
                     "TableName": table.table_name(),
-                    "Key": table.serialize(keys.task_key(offer["queue"], offer["task_sort_key"])),
+                    "Key": table.serialize(keys.task_key(offer.queue, offer.task_sort_key)),
                     "ConditionExpression": "offer_id = :offer",
-                    "ExpressionAttributeValues": table.serialize({":offer": offer["id"]}),
+                    "ExpressionAttributeValues": table.serialize({":offer": offer.id}),
                 }
             },
             table.update_op(
-                keys.conversation_key(offer["conversation_id"]),
+                keys.conversation_key(offer.conversation_id),
                 "SET #status = :assigned, assigned_agent_id = :agent, assigned_channel = :ch, assigned_at = :at, "
                 "updated_at = :at REMOVE offer_id, task_queue, task_sort_key, waiting_since",
                 {"#status": "status"},
                 {
-                    ":assigned": "assigned",
-                    ":agent": offer["agent_id"],
-                    ":ch": offer["channel"],
+                    ":assigned": ConversationStatus.ASSIGNED.value,
+                    ":agent": offer.agent_id,
+                    ":ch": offer.channel,
                     ":at": at,
-                    ":offer": offer["id"],
+                    ":offer": offer.id,
                 },
                 condition="offer_id = :offer",
             ),
             table.update_op(
-                keys.agent_key(offer["agent_id"]),
+                keys.agent_key(offer.agent_id),
                 "DELETE offer_ids :offer ADD conversation_ids :conversation",
                 {},
-                {":offer": {offer["id"]}, ":conversation": {offer["conversation_id"]}},
+                {":offer": {offer.id}, ":conversation": {offer.conversation_id}},
             ),
         ]
     )
 
 
-def release_offer(offer: dict[str, Any], outcome: str, now: datetime, exclude_agent: bool) -> None:
+def release_offer(offer: Offer, outcome: OfferStatus, now: datetime, exclude_agent: bool) -> None:
     """Rejected, expired or rescinded: the task goes back to waiting in its old place and the
     agent's capacity is freed. `exclude_agent` skips that agent for this task from now on."""
+    if outcome not in RELEASES:
+        raise ValueError(f"'{outcome}' does not release an offer")
     at = now.isoformat()
     task_expression = "SET #status = :waiting, version = version + :one REMOVE offer_id"
-    values: dict[str, Any] = {":waiting": "waiting", ":one": 1, ":offer": offer["id"]}
+    values: dict[str, Any] = {":waiting": TaskStatus.WAITING.value, ":one": 1, ":offer": offer.id}
     if exclude_agent:
         task_expression = task_expression.replace(
             " REMOVE", ", excluded_agents = list_append(if_not_exists(excluded_agents, :none), :agent) REMOVE"
         )
-        values.update({":none": [], ":agent": [offer["agent_id"]]})
+        values.update({":none": [], ":agent": [offer.agent_id]})
     _run(
         [
             table.update_op(
-                keys.offer_key(offer["id"]),
+                keys.offer_key(offer.id),
                 "SET #status = :outcome, decided_at = :at",
                 {"#status": "status"},
-                {":outcome": outcome, ":pending": "pending", ":at": at},
+                {":outcome": outcome.value, ":pending": OfferStatus.PENDING.value, ":at": at},
                 condition="#status = :pending",
             ),
             table.update_op(
-                keys.task_key(offer["queue"], offer["task_sort_key"]),
+                keys.task_key(offer.queue, offer.task_sort_key),
                 task_expression,
                 {"#status": "status"},
                 values,
                 condition="offer_id = :offer",
             ),
             table.update_op(
-                keys.conversation_key(offer["conversation_id"]),
+                keys.conversation_key(offer.conversation_id),
                 "SET updated_at = :at REMOVE offer_id",
                 {},
-                {":at": at, ":offer": offer["id"]},
+                {":at": at, ":offer": offer.id},
                 condition="offer_id = :offer",
             ),
-            _agent_releases(offer["agent_id"], offer["channel"], offer_id=offer["id"]),
+            _agent_releases(offer.agent_id, offer.channel, offer_id=offer.id),
         ]
     )
 
@@ -301,7 +320,12 @@ def release_conversation(
             keys.conversation_key(conversation_id),
             "SET #status = :resolved, resolved_at = :at, updated_at = :at REMOVE assigned_agent_id, assigned_channel",
             {"#status": "status"},
-            {":resolved": "resolved", ":assigned": "assigned", ":agent": agent_id, ":at": at},
+            {
+                ":resolved": ConversationStatus.RESOLVED.value,
+                ":assigned": ConversationStatus.ASSIGNED.value,
+                ":agent": agent_id,
+                ":at": at,
+            },
             condition="#status = :assigned AND assigned_agent_id = :agent",
         )
     else:
@@ -312,8 +336,8 @@ def release_conversation(
             "REMOVE assigned_agent_id, assigned_channel",
             {"#status": "status"},
             {
-                ":waiting": "waiting",
-                ":assigned": "assigned",
+                ":waiting": ConversationStatus.WAITING.value,
+                ":assigned": ConversationStatus.ASSIGNED.value,
                 ":agent": agent_id,
                 ":at": at,
                 ":queue": requeue.queue,
@@ -346,7 +370,12 @@ def resolve_waiting(conversation_id: str, queue: str, sort_key: str, now: dateti
                 "SET #status = :resolved, resolved_at = :at, updated_at = :at "
                 "REMOVE task_queue, task_sort_key, waiting_since",
                 {"#status": "status"},
-                {":resolved": "resolved", ":waiting": "waiting", ":at": at, ":sk": sort_key},
+                {
+                    ":resolved": ConversationStatus.RESOLVED.value,
+                    ":waiting": ConversationStatus.WAITING.value,
+                    ":at": at,
+                    ":sk": sort_key,
+                },
                 condition="#status = :waiting AND task_sort_key = :sk AND attribute_not_exists(offer_id)",
             ),
             {
@@ -355,7 +384,7 @@ def resolve_waiting(conversation_id: str, queue: str, sort_key: str, now: dateti
                     "Key": table.serialize(keys.task_key(queue, sort_key)),
                     "ConditionExpression": "#status = :waiting",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": table.serialize({":waiting": "waiting"}),
+                    "ExpressionAttributeValues": table.serialize({":waiting": TaskStatus.WAITING.value}),
                 }
             },
         ]

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.customers import Conversation, Customer
+from chalicelib.domain.customers import ADDRESSED_CHANNELS, Conversation, Customer
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import is_id
-from chalicelib.domain.messages import STATUS_RANK, Channel, Message, StatusUpdate
+from chalicelib.domain.messages import STATUS_RANK, Channel, Direction, EmailThreading, Message, StatusUpdate
 from chalicelib.store import keys, table
 from chalicelib.store.table import ConditionFailed, TransactionCancelled
 
@@ -137,9 +137,7 @@ def create_customer_with_message(
         raise
 
 
-def append_inbound(
-    ref: ThreadRef, message: Message, profile_name: str | None, reply_token: str | None = None
-) -> None:
+def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None, reply_token: str | None = None) -> None:
     """Add an inbound message to a known customer's thread, with its counters, in one transaction."""
     at = message.created_at.isoformat()
     conversation_update = table.update_op(
@@ -154,6 +152,9 @@ def append_inbound(
     )
     customer_names: dict[str, str] = {"#inbound_ch": message.channel.value}
     customer_values: dict[str, Any] = {":ch": message.channel.value, ":at": at}
+    if message.recipient_address and message.channel in ADDRESSED_CHANNELS:
+        customer_expression += ", business_addresses.#inbound_ch = :to"
+        customer_values[":to"] = message.recipient_address
     if message.channel is Channel.WHATSAPP:
         customer_expression += ", whatsapp_provider = :provider"
         customer_values[":provider"] = message.provider
@@ -180,22 +181,109 @@ def append_inbound(
         raise
 
 
-def record_outbound(message: Message) -> None:
-    """Store a message the hub sent, with its provider id, and count it on the conversation."""
+class AlreadyRecorded(Exception):
+    """The outbound message is stored already (a retry of its recording)."""
+
+
+@dataclass(frozen=True)
+class NotificationSend:
+    """What goes with a notification's message (store/notifications.py builds it): a pointer from
+    the message to the notification, and the notification's new state, conditional on its version."""
+
+    notification_id: str
+    pointer: dict[str, Any]
+    notification_put: dict[str, Any]
+    lost: type[Exception]  # raised when the notification moved on meanwhile
+
+
+def record_outbound(message: Message, notification: NotificationSend | None = None) -> None:
+    """Store a message the hub sent (or tried to: a refused one has no provider id) and count it
+    on the conversation, in one transaction. With `notification`, the notification's new state
+    goes in the same transaction (`notification.lost` is raised when it moved on: nothing is
+    written). Raises AlreadyRecorded when the message is stored already (a retry)."""
     at = message.created_at.isoformat()
-    table.transact(
-        [
-            table.put_op(_provider_message_item(message)),
-            table.put_op(message_item(message)),
-            table.update_op(
-                keys.conversation_key(message.conversation_id),
-                "ADD message_count :one, outbound_count :one, channels :channels "
-                "SET last_message_id = :mid, last_message_at = :at, updated_at = :at",
-                {},
-                {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at},
-            ),
-        ]
+    item = message_item(message)
+    operations: list[dict[str, Any]] = []
+    if message.provider_message_id:
+        operations.append(table.put_op(_provider_message_item(message)))
+    if notification is not None:
+        item["notification_id"] = notification.notification_id
+        if message.provider_message_id:
+            operations.append(table.put_op(notification.pointer))
+    message_at = len(operations)
+    operations.append(table.put_op(item))
+    operations.append(
+        table.update_op(
+            keys.conversation_key(message.conversation_id),
+            "ADD message_count :one, outbound_count :one, channels :channels "
+            "SET #last = :mid, last_message_at = :at, updated_at = :at",
+            # Never an empty ExpressionAttributeNames: DynamoDB refuses it (moto does not check).
+            {"#last": "last_message_id"},
+            {":one": 1, ":channels": {message.channel.value}, ":mid": message.id, ":at": at},
+        )
     )
+    if notification is not None:
+        operations.append(notification.notification_put)
+    try:
+        table.transact(operations)
+    except TransactionCancelled as exc:
+        if exc.failed_at(message_at) or (message.provider_message_id and exc.failed_at(0)):
+            raise AlreadyRecorded() from None
+        if notification is not None and exc.failed_at(len(operations) - 1):
+            raise notification.lost() from None
+        raise
+
+
+@dataclass(frozen=True)
+class LatestEmail:
+    message_id: str
+    subject: str | None
+    email: EmailThreading | None
+
+
+def latest_inbound_email(conversation_id: str, page_size: int = 50, max_pages: int = 4) -> LatestEmail | None:
+    """The customer's most recent inbound email in the thread, newest first, reading at most
+    `max_pages` pages (only the attributes needed)."""
+    client = table.client()
+    kwargs: dict[str, Any] = {
+        "TableName": table.table_name(),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+        "FilterExpression": "#direction = :inbound AND #channel = :email",
+        "ProjectionExpression": "#id, #subject, #email",
+        "ExpressionAttributeNames": {
+            "#direction": "direction",
+            "#channel": "channel",
+            "#id": "id",
+            "#subject": "subject",
+            "#email": "email",
+        },
+        "ExpressionAttributeValues": table.serialize(
+            {
+                ":pk": f"CONV#{conversation_id}",
+                ":prefix": "MSG#",
+                ":inbound": Direction.INBOUND.value,
+                ":email": Channel.EMAIL.value,
+            }
+        ),
+        "ScanIndexForward": False,
+        "Limit": page_size,
+        "ConsistentRead": True,
+    }
+    for _ in range(max_pages):
+        response = client.query(**kwargs)
+        items = response.get("Items") or []
+        if items:
+            item = table.deserialize(items[0])
+            threading = item.get("email")
+            return LatestEmail(
+                message_id=str(item["id"]),
+                subject=item.get("subject"),
+                email=EmailThreading.model_validate(threading) if threading else None,
+            )
+        if "LastEvaluatedKey" not in response:
+            return None
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return None
 
 
 def apply_status(stored: StoredProviderMessage, update: StatusUpdate) -> Message | None:

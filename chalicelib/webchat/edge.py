@@ -29,11 +29,11 @@ NO_STORE = "no-store"
 
 
 def page(request: Any) -> Response:
-    from chalicelib.services.webchat import webchat_settings
+    from chalicelib.config import settings
     from chalicelib.webchat import page as page_asset
 
     asset = page_asset()
-    origins = webchat_settings().allowed_origins
+    origins = settings().allowed_origins
     ancestors = "*" if "*" in origins else " ".join(("'self'", *origins))
     policy = "; ".join(
         [
@@ -198,20 +198,22 @@ def _answer(request: Any, action: Callable[[], Response]) -> Response:
     return response
 
 
+def origin_allowed(origin: str) -> bool:
+    """Whether a page on `origin` may use the chat: WEBCHAT_ALLOWED_ORIGINS lists it, or '*'."""
+    from chalicelib.config import settings
+
+    allowed = settings().allowed_origins
+    return "*" in allowed or origin.strip().rstrip("/") in allowed
+
+
 def cors_headers(request: Any) -> dict[str, str]:
-    from chalicelib.services.webchat import webchat_settings
+    from chalicelib.config import settings
 
     origin = (request.headers.get("origin") or "").strip()
     headers = {"Vary": "Origin"}
-    if not origin:
+    if not origin or not origin_allowed(origin):
         return headers
-    config = webchat_settings()
-    if "*" in config.allowed_origins:
-        headers["Access-Control-Allow-Origin"] = "*"
-    elif origin.rstrip("/") in config.allowed_origins:
-        headers["Access-Control-Allow-Origin"] = origin
-    else:
-        return headers
+    headers["Access-Control-Allow-Origin"] = "*" if "*" in settings().allowed_origins else origin
     headers["Access-Control-Expose-Headers"] = "Retry-After, WWW-Authenticate"
     return headers
 

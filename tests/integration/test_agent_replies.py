@@ -30,8 +30,9 @@ from tests.integration.test_ingest import sms
 ACCOUNT_SID = "AC" + "7e" * 16
 TWILIO_TOKEN = "test-twilio-token"  # the hub fixture's TWILIO_AUTH_TOKEN: it also verifies callbacks
 SENDGRID_KEY = "SG.replies-test-key"
-SMS_FROM = "+14155238886"
+SMS_FROM = "+14155238886"  # also the number the test customers write to (tests.integration.test_ingest.sms)
 WHATSAPP_FROM = "+14155238887"  # configured without the whatsapp: prefix; the hub adds it
+WRITTEN_TO = SMS_FROM  # the business number the customer wrote to, on SMS and on WhatsApp
 HUB_EMAIL = "support@hub.example.com"
 CUSTOMER_PHONE = "+15017122661"
 PUBLIC = "https://hub.example.com"
@@ -204,12 +205,12 @@ def test_reply_without_channel_goes_to_the_last_channel(hub_with_providers: Hub,
     # When an agent replies without naming a channel
     outcome = reply(conversation_id, body="Your order ships today")
 
-    # Then Twilio got a WhatsApp message from the WhatsApp sender, with the status callback
+    # Then Twilio got a WhatsApp message from the number the customer wrote to, with the status callback
     [record] = sandbox.records()
     assert record["provider"] == "twilio"
     assert record["request"] == {
         "To": f"whatsapp:{CUSTOMER_PHONE}",
-        "From": f"whatsapp:{WHATSAPP_FROM}",
+        "From": f"whatsapp:{WRITTEN_TO}",
         "Body": "Your order ships today",
         "StatusCallback": f"{PUBLIC}/webhooks/twilio/status",
     }
@@ -219,7 +220,7 @@ def test_reply_without_channel_goes_to_the_last_channel(hub_with_providers: Hub,
     assert body["channel"] == "whatsapp" and body["direction"] == "outbound"
     assert (body["provider"], body["provider_message_id"], body["status"]) == ("twilio", record["id"], "queued")
     assert (body["sender_address"], body["recipient_address"]) == (
-        f"whatsapp:{WHATSAPP_FROM}",
+        f"whatsapp:{WRITTEN_TO}",
         f"whatsapp:{CUSTOMER_PHONE}",
     )
     assert body["agent_id"] == AGENT
@@ -239,6 +240,40 @@ def test_reply_without_channel_goes_to_the_last_channel(hub_with_providers: Hub,
     assert event["data"]["conversation"]["counts"]["outbound"] == 1
 
 
+def test_a_reply_comes_from_the_business_number_the_customer_wrote_to(
+    hub_with_providers: Hub, sandbox: ProviderSandbox
+) -> None:
+    """The defect: a customer who texted the business's number X got the answer from the
+    configured default sender. Answers come from X; the configured sender only when there is none."""
+    from chalicelib.services.ingest import ingest
+
+    second_number = "+14155550199"
+    texted = sms("SMx-1", CUSTOMER_PHONE, "hi, it's Ada")
+    conversation_id = ingest(texted.model_copy(update={"recipient_address": second_number})).conversation_id
+
+    assert reply(conversation_id, body="Hello Ada").status_code == 201
+    assert reply(conversation_id, body="On WhatsApp too", channel="whatsapp").status_code == 422  # never wrote there
+
+    [record] = sandbox.records()
+    assert (record["request"]["To"], record["request"]["From"]) == (CUSTOMER_PHONE, second_number)
+
+
+def test_a_customer_who_never_wrote_to_a_number_gets_the_configured_sender(
+    hub_with_providers: Hub, sandbox: ProviderSandbox
+) -> None:
+    from chalicelib.api.models import CustomerPatch
+    from chalicelib.services import customers
+    from chalicelib.services.ingest import ingest
+
+    result = ingest(email("<m1@mail.example.com>", "Order 42", []))
+    customers.patch_customer(result.customer_id, CustomerPatch(phone=CUSTOMER_PHONE))
+    conversation_id = result.conversation_id
+
+    assert reply(conversation_id, body="Texting you", channel="sms").status_code == 201
+    [record] = sandbox.records()
+    assert (record["request"]["To"], record["request"]["From"]) == (CUSTOMER_PHONE, SMS_FROM)
+
+
 def test_an_explicit_channel_overrides_the_last_one(hub_with_providers: Hub, sandbox: ProviderSandbox) -> None:
     conversation_id = whatsapp_then_sms_customer()
 
@@ -247,7 +282,7 @@ def test_an_explicit_channel_overrides_the_last_one(hub_with_providers: Hub, san
     assert outcome.status_code == 201, outcome.body
     [record] = sandbox.records()
     assert record["request"]["To"] == CUSTOMER_PHONE
-    assert record["request"]["From"] == SMS_FROM
+    assert record["request"]["From"] == WRITTEN_TO
     assert record["request"]["MediaUrl"] == ["https://cdn.example.com/label.png"]
     assert outcome.body["channel"] == "sms"
     assert outcome.body["media"][0]["url"] == "https://cdn.example.com/label.png"
@@ -263,7 +298,8 @@ def test_a_messaging_service_sends_when_configured(
 
     assert (outcome.status_code, outcome.body["status"]) == (201, "accepted")
     request = sandbox.records()[0]["request"]
-    assert request["MessagingServiceSid"] == "MG" + "ab" * 16 and "From" not in request
+    # The service sends, from the number of its pool the customer wrote to
+    assert request["MessagingServiceSid"] == "MG" + "ab" * 16 and request["From"] == WRITTEN_TO
 
 
 # --- Refusals: nothing is sent ----------------------------------------------------------------------
@@ -417,10 +453,12 @@ def test_idempotency_records_older_than_24_hours_count_as_absent(hub_with_provid
 def test_a_twilio_refusal_is_stored_failed_and_answered_502(
     hub_with_providers: Hub, sandbox: ProviderSandbox, tap: ProviderTap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a sender Twilio refuses (error 21212, invalid From)
-    monkeypatch.setenv("TWILIO_SMS_FROM", "not a sender!")
+    # Given a sender Twilio refuses (error 21212, invalid From): the address the customer wrote to
+    from chalicelib.services.ingest import ingest
+
     point_providers_at(monkeypatch, tap.url)
-    conversation_id = whatsapp_then_sms_customer()
+    texted = sms("SMbad-1", CUSTOMER_PHONE, "hi").model_copy(update={"recipient_address": "not a sender!"})
+    conversation_id = ingest(texted).conversation_id
     crm_events(hub_with_providers)
 
     outcome = reply(conversation_id, "key-refused", body="Hello", channel="sms")
@@ -681,3 +719,26 @@ def test_status_callbacks_update_the_reply_and_tell_the_crm(callbacks_hub: tuple
     [bad_news] = [e for e in events if e["data"]["status"] == "undelivered"]
     assert bad_news["data"]["error_code"] == "30003"
     assert "error_code" not in next(e for e in events if e["data"]["status"] == "delivered")["data"]
+
+
+def test_an_agent_reply_never_goes_to_a_channel_the_customer_opted_out_of(
+    hub_with_providers: Hub, sandbox: ProviderSandbox
+) -> None:
+    """The defect: after a customer texted STOP, an agent reply on SMS still went out."""
+    from chalicelib.services import customers
+    from chalicelib.services.ingest import ingest
+
+    result = ingest(sms("SMstop-1", CUSTOMER_PHONE, "STOP"))
+    conversation = customers.get_conversation(result.conversation_id)
+    message = customers.list_messages(conversation.id, 10, None)[0][0]
+    from chalicelib.services.consent import handle_keyword
+
+    assert handle_keyword(customers.get_customer(result.customer_id), conversation, message)
+    confirmations = len(sandbox.records())  # the STOP confirmation itself
+
+    outcome = reply(conversation.id, "after-stop", body="Are you still there?", channel="sms")
+
+    assert outcome.status_code == 422 and outcome.body["error"]["code"] == "opted_out"
+    assert "opted out of sms" in outcome.body["error"]["message"]
+    assert len(sandbox.records()) == confirmations, "nothing more went to Twilio"
+    assert "Are you still there?" not in [m.body for m in outbound_messages(conversation.id)]

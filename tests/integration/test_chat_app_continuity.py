@@ -14,8 +14,8 @@ from chalicelib.domain.identity import user_id_identity
 from chalicelib.domain.messages import Channel, InboundMessage
 from local.sandbox import ProviderSandbox
 from tests.conftest import Hub
-from tests.integration.test_agent_replies import AGENT
 from tests.integration.test_ingest import sms
+from tests.integration.test_links import created_link
 
 API = {"Authorization": "Bearer test-api-key"}
 
@@ -81,14 +81,14 @@ def test_a_chat_app_link_brings_the_new_identity_into_the_same_thread(
 ) -> None:
     from chalicelib.config import settings
     from chalicelib.domain.links import LinkTarget
-    from chalicelib.services import customers, links
+    from chalicelib.services import customers
     from chalicelib.services.ingest import ingest
 
     monkeypatch.setenv(setting, value)
     settings.cache_clear()
     first = ingest(sms(f"SMchat-{target}", body="Can we talk on another app?"))
 
-    status, created = links.create_link(first.conversation_id, LinkTarget(target), AGENT, None)
+    status, created = created_link(first.conversation_id, LinkTarget(target))
 
     assert status == 201, created
     [invitation] = [r["request"]["Body"] for r in sandbox.records() if r["provider"] == "twilio"]
@@ -119,10 +119,9 @@ def test_a_chat_app_link_brings_the_new_identity_into_the_same_thread(
 
 def test_a_link_to_a_chat_app_the_business_has_not_set_up_is_refused(hub_with_providers: Hub) -> None:
     from chalicelib.domain.links import LinkTarget
-    from chalicelib.services import links
     from chalicelib.services.errors import InvalidRequest
     from chalicelib.services.ingest import ingest
 
     first = ingest(sms("SMchat-none", body="hi"))
     with pytest.raises(InvalidRequest, match="no telegram address"):
-        links.create_link(first.conversation_id, LinkTarget.TELEGRAM, AGENT, None)
+        created_link(first.conversation_id, LinkTarget.TELEGRAM)

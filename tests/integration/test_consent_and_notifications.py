@@ -95,14 +95,18 @@ def hub_ready(hub: Hub, sandbox: ProviderSandbox, monkeypatch: pytest.MonkeyPatc
 # --- Helpers ----------------------------------------------------------------------------------------
 
 
-def write_in(sid: str, sender: str, body: str, at: datetime | None = None) -> tuple[Any, Any, Any]:
-    """A customer's message, stored as ingest stores it: (customer, conversation, message)."""
+def write_in(
+    sid: str, sender: str, body: str, at: datetime | None = None, to: str | None = None
+) -> tuple[Any, Any, Any]:
+    """A customer's message (to the business number `to`, by default test_ingest.sms's), stored as
+    ingest stores it: (customer, conversation, message)."""
     from chalicelib.services import customers
     from chalicelib.services.ingest import ingest
     from chalicelib.store import thread
 
     extra = {"received_at": at} if at else {}
-    result = ingest(sms(sid, sender, body, **extra))
+    message = sms(sid, sender, body, **extra)
+    result = ingest(message if to is None else message.model_copy(update={"recipient_address": to}))
     message = thread.get_message(result.conversation_id, result.message_id)
     return customers.get_customer(result.customer_id), customers.get_conversation(result.conversation_id), message
 
@@ -269,9 +273,7 @@ def test_a_refused_confirmation_is_stored_failed(
     # Twilio refuses (here: an invalid sender; in production 21610 once its filter blocked the number)
     from chalicelib.services.consent import handle_keyword
 
-    customer, conversation, message = write_in("SMrefused", PHONE, "quit")
-    message = message.model_copy(update={"recipient_address": None})
-    monkeypatch.setenv("TWILIO_SMS_FROM", "not a sender!")
+    customer, conversation, message = write_in("SMrefused", PHONE, "quit", to="not a sender!")
 
     assert handle_keyword(customer, conversation, message, now=T0) is True
 
@@ -448,7 +450,8 @@ def test_a_whatsapp_template_goes_out_by_content_sid(hub_ready: Hub, sandbox: Pr
     [request] = twilio_requests(sandbox)
     assert request["ContentSid"] == CONTENT_SID
     assert json.loads(request["ContentVariables"]) == {"name": "Ada", "order": "42"}
-    assert (request["To"], request["From"]) == (f"whatsapp:{PHONE}", f"whatsapp:{WHATSAPP_FROM}")
+    # From the number the customer wrote to on WhatsApp (test_ingest.sms writes to SMS_FROM)
+    assert (request["To"], request["From"]) == (f"whatsapp:{PHONE}", f"whatsapp:{SMS_FROM}")
     assert "Body" not in request
     [message] = outbound(conversation.id)
     assert message.body == "Hi Ada, order 42 is ready for pickup." and message.channel == "whatsapp"

@@ -30,6 +30,7 @@ from local.sandbox import ProviderSandbox
 from tests.conftest import Hub
 from tests.integration.test_agent_replies import AGENT, outbound_messages, wait_for
 from tests.integration.test_ingest import sms
+from tests.integration.test_links import created_link
 from tests.support.twilio_signature import sign_form
 
 EVENTS = Path(__file__).parents[2] / "events" / "meta"
@@ -348,14 +349,14 @@ def test_the_emulator_reports_delivery_back_to_the_hub_signed(meta_hub: Hub, mon
 
 
 def file_directly(payload: dict[str, Any]) -> str:
-    """File a webhook's one message through the channel parser and chat_webhooks, as the route does
+    """File a webhook's one message through the channel parser and webhook_intake, as the route does
     (for tests whose app is served elsewhere); answers the sender's conversation id."""
     from chalicelib.channels import meta
     from chalicelib.channels.base import WebhookRequest
-    from chalicelib.services import chat_webhooks, customers
+    from chalicelib.services import customers, webhook_intake
 
     [message] = meta.parse(WebhookRequest("POST", "/webhooks/meta", {}, encode(payload)))
-    chat_webhooks.process([message])
+    webhook_intake.process([message])
     return customers.find_customer(channel=message.channel.value, address=message.sender.value).conversation_id
 
 
@@ -439,13 +440,13 @@ def test_an_m_me_link_brings_the_messenger_user_into_the_sms_customer_s_thread(
 ) -> None:
     from chalicelib.config import settings
     from chalicelib.domain.links import LinkTarget
-    from chalicelib.services import customers, links
+    from chalicelib.services import customers
     from chalicelib.services.ingest import ingest
 
     monkeypatch.setenv("META_PAGE_USERNAME", "acme")
     settings.cache_clear()
     first = ingest(sms("SMmeta-link", CUSTOMER_PHONE, "Can we continue on Messenger?"))
-    status, created = links.create_link(first.conversation_id, LinkTarget.MESSENGER, AGENT, None)
+    status, created = created_link(first.conversation_id, LinkTarget.MESSENGER)
     assert status == 201, created
     referral = {
         "sender": {"id": PSID},
@@ -773,7 +774,7 @@ def test_concurrent_retries_of_one_batch_store_each_message_once(meta_hub: Hub) 
 
     from chalicelib.channels import meta
     from chalicelib.channels.base import WebhookRequest
-    from chalicelib.services import chat_webhooks, customers
+    from chalicelib.services import customers, webhook_intake
 
     number = "+15017120042"
     messages = [
@@ -794,7 +795,7 @@ def test_concurrent_retries_of_one_batch_store_each_message_once(meta_hub: Hub) 
 
     def deliver_once() -> None:
         try:
-            outcomes.append(chat_webhooks.process(meta.parse(request)))
+            outcomes.append(webhook_intake.process(meta.parse(request)))
         except BaseException as exc:
             failures.append(exc)
 

@@ -50,6 +50,7 @@ def test_a_reply_to_a_visitor_who_left_also_goes_out_by_sms_with_a_link_back(
     customer_id, conversation_id = webchat_customer("visitor-gone")
 
     outcome = send_reply(conversation_id, {"agent_id": AGENT, "body": "Yes, it ships today."}, "r-gone")
+    assert hub_with_providers.run_timers() == 1  # the timer worker decides whether the visitor left
 
     assert outcome.status_code == 201 and outcome.body["channel"] == "webchat"
     [text] = texts_to(sandbox, PHONE)
@@ -59,6 +60,7 @@ def test_a_reply_to_a_visitor_who_left_also_goes_out_by_sms_with_a_link_back(
     assert links.redeem_token(token, returning).customer_id == customer_id
 
     send_reply(conversation_id, {"agent_id": AGENT, "body": "Yes, it ships today."}, "r-gone")
+    hub_with_providers.run_timers()
     assert len(texts_to(sandbox, PHONE)) == 1, "a retried reply notifies once"
 
 
@@ -72,6 +74,7 @@ def test_a_visitor_still_on_the_page_is_not_notified_elsewhere(
     webchat.touch(conversation_id)
 
     assert send_reply(conversation_id, {"agent_id": AGENT, "body": "On it"}, "r-here").status_code == 201
+    assert hub_with_providers.run_timers() == 1
     assert texts_to(sandbox, PHONE) == []
 
 
@@ -85,4 +88,5 @@ def test_a_visitor_who_opted_out_of_sms_is_not_texted(hub_with_providers: Hub, s
     consent.set_consent(customer_id, Channel.WHATSAPP, opted_out=True, at=utcnow())
 
     assert send_reply(conversation_id, {"agent_id": AGENT, "body": "Shipped"}, "r-stopped").status_code == 201
+    assert hub_with_providers.run_timers() == 1
     assert texts_to(sandbox, PHONE) == []

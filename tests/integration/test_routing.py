@@ -416,3 +416,77 @@ def test_waiting_tasks_behind_many_pending_offers_are_still_found(hub: Hub, monk
     waiting = routing_store.waiting_tasks("general", 5)
 
     assert [task.conversation_id for task in waiting] == [f"conv_{i}" for i in range(110, 115)]
+
+
+def test_offers_keep_the_stored_item_format_and_read_back_as_the_same_offer(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.domain.offers import OfferStatus
+    from chalicelib.services import routing
+    from chalicelib.services.ingest import ingest
+    from chalicelib.store import keys, table
+    from chalicelib.store import routing as routing_store
+
+    configure(monkeypatch)
+    make_agent("keeper")
+    workers = Workers(hub)
+    ref = ingest(sms("SMformat"))
+    workers.drain(until=lambda: pending_offer(ref.conversation_id) is not None)
+    offer_id = str(pending_offer(ref.conversation_id))
+
+    item = table.get(keys.offer_key(offer_id))
+    assert item is not None
+    assert set(item) == {
+        *keys.offer_key(offer_id),
+        "type",
+        "id",
+        "agent_id",
+        "conversation_id",
+        "customer_id",
+        "channel",
+        "queue",
+        "task_sort_key",
+        "status",
+        "created_at",
+        "expires_at",
+    }
+    assert (item["type"], item["status"], item["agent_id"], item["channel"]) == ("offer", "pending", "keeper", "sms")
+    assert item["created_at"].endswith("+00:00") and item["expires_at"].endswith("+00:00")
+    offer = routing_store.get_offer(offer_id)
+    assert offer is not None and offer.status is OfferStatus.PENDING
+    assert routing_store.offer_item(offer) == item, "model -> item is the inverse of item -> model"
+
+    routing.accept_offer(offer_id)
+
+    decided = table.get(keys.offer_key(offer_id))
+    assert decided is not None and decided["status"] == "accepted" and "decided_at" in decided
+    accepted = routing_store.get_offer(offer_id)
+    assert accepted is not None and routing_store.offer_item(accepted) == decided
+    assert routing.get_offer(offer_id)["decided_at"] == decided["decided_at"]
+
+
+def test_routing_config_is_read_from_the_settings_and_cached_until_cleared(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import json
+
+    from chalicelib.domain.routing import RoutingConfig
+    from chalicelib.services.routing import routing_config
+
+    path = tmp_path / "routing.json"
+    path.write_text(json.dumps({"offer_timeout_seconds": 7}))
+    monkeypatch.delenv("ROUTING_CONFIG", raising=False)
+    monkeypatch.setenv("ROUTING_CONFIG_FILE", str(path))
+    routing_config.cache_clear()
+    try:
+        assert routing_config().offer_timeout_seconds == 7
+        monkeypatch.setenv("ROUTING_CONFIG", json.dumps({"offer_timeout_seconds": 9}))
+        assert routing_config().offer_timeout_seconds == 7, "cached until cleared"
+        routing_config.cache_clear()
+        assert routing_config().offer_timeout_seconds == 9, "the JSON setting wins over the file"
+        monkeypatch.delenv("ROUTING_CONFIG")
+        monkeypatch.delenv("ROUTING_CONFIG_FILE")
+        routing_config.cache_clear()
+        assert routing_config() == RoutingConfig()
+    finally:
+        routing_config.cache_clear()

@@ -14,8 +14,9 @@ import pytest
 from chalicelib.domain.identity import Identity, IdentityKind
 from local.sandbox import ProviderSandbox
 from tests.conftest import Hub
-from tests.integration.test_agent_replies import AGENT, crm_events, hub_with_providers, reply, sandbox
+from tests.integration.test_agent_replies import crm_events, hub_with_providers, reply, sandbox
 from tests.integration.test_ingest import sms
+from tests.integration.test_links import created_link
 
 __all__ = ["hub_with_providers", "sandbox"]  # fixtures this module uses
 
@@ -253,6 +254,7 @@ def test_writing_and_polling_mark_the_visitor_connected(chat: Hub) -> None:
 
     from chalicelib.domain.messages import utcnow
     from chalicelib.services import webchat
+    from chalicelib.store import presence
 
     _, sent = send(start()["session"], "hi")
     conversation_id = sent["conversation_id"]
@@ -266,7 +268,7 @@ def test_writing_and_polling_mark_the_visitor_connected(chat: Hub) -> None:
     assert not webchat.is_connected(conversation_id, 30, now=seen + timedelta(seconds=31))
     assert not webchat.is_connected("conv_nonsense", 30)
     # Within ten seconds a second poll writes nothing, in this process or another.
-    assert not webchat._record_last_seen(conversation_id, utcnow(), utcnow() - timedelta(seconds=10))
+    assert not presence.record_last_seen(conversation_id, utcnow(), utcnow() - timedelta(seconds=10))
     poll(sent["session"])
     assert webchat.last_seen(conversation_id) == seen
 
@@ -334,11 +336,10 @@ def test_a_webchat_link_continues_the_customers_thread(chat_with_agent: Hub, san
     from urllib.parse import parse_qs, urlparse
 
     from chalicelib.domain.links import LinkRefused, LinkTarget
-    from chalicelib.services import links
     from chalicelib.services.ingest import ingest
 
     texted = ingest(sms("SMlink1", body="can we chat online?"))
-    _, created = links.create_link(texted.conversation_id, LinkTarget.WEBCHAT, AGENT, None)
+    _, created = created_link(texted.conversation_id, LinkTarget.WEBCHAT)
     link = parse_qs(urlparse(created["url"]).query)["link"][0]
 
     session = start(link=link)

@@ -24,7 +24,7 @@ from chalicelib.channels import line
 from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
 from chalicelib.domain.identity import IdentityKind
 from chalicelib.domain.messages import Channel, InboundMessage
-from chalicelib.services.chat_webhooks import BatchOutcome, ConsentChange, Skipped
+from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 
 EVENTS = Path(__file__).parents[2] / "events" / "line"
 SECRET = "8c570fa6dd201bb328f1c1eac23a96d8"

@@ -18,7 +18,7 @@ from chalicelib.channels import meta
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
 from chalicelib.domain.identity import IdentityKind
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, StatusUpdate
-from chalicelib.services.chat_webhooks import Skipped
+from chalicelib.domain.webhook_items import Skipped
 
 EVENTS = Path(__file__).parents[2] / "events" / "meta"
 APP_SECRET = "6a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d"

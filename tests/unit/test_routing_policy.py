@@ -1,10 +1,15 @@
-"""The routing policy, pure: rules to queue/priority/skills, eligibility, who goes first."""
+"""The routing policy, pure: rules to queue/priority/skills, eligibility, who goes first; offers."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import ValidationError
+
+from chalicelib.api.models import offer_view
 from chalicelib.domain.agents import Agent, AgentStatus
+from chalicelib.domain.offers import RELEASES, Offer, OfferStatus
 from chalicelib.domain.routing import (
     RoutingConfig,
     RoutingRule,
@@ -134,3 +139,60 @@ def test_next_recheck_is_the_next_relaxation_or_sticky_deadline() -> None:
     assert next_recheck(sticky, T0, CONFIG) == T0 + timedelta(seconds=30)
     assert next_recheck(sticky, T0 + timedelta(seconds=31), CONFIG) == T0 + timedelta(seconds=60)
     assert next_recheck(sticky, T0 + timedelta(seconds=500), CONFIG) is None
+
+
+# An offer item exactly as the store has always written it (then decided: accepted).
+STORED_OFFER = {
+    "pk": "OFFER#ofr_01",
+    "sk": "OFFER",
+    "type": "offer",
+    "id": "ofr_01",
+    "agent_id": "a",
+    "conversation_id": "conv_1",
+    "customer_id": "cus_1",
+    "channel": "sms",
+    "queue": "general",
+    "task_sort_key": "4#01A",
+    "status": "accepted",
+    "created_at": "2026-11-23T10:00:00+00:00",
+    "expires_at": "2026-11-23T10:01:00.250000+00:00",
+    "decided_at": "2026-11-23T10:00:12.500000+00:00",
+}
+
+
+def test_a_new_offer_is_pending_for_its_task() -> None:
+    offer = Offer.of(task(), "a", "ofr_01", T0, T0 + timedelta(seconds=60))
+    assert offer.status is OfferStatus.PENDING and offer.pending and offer.decided_at is None
+    assert (offer.conversation_id, offer.customer_id, offer.channel) == ("conv_1", "cus_1", "sms")
+    assert (offer.queue, offer.task_sort_key) == ("general", task().sort_key)
+    assert not offer.due(T0 + timedelta(seconds=59))
+    assert offer.due(T0 + timedelta(seconds=60)), "at expires_at it can no longer be accepted"
+
+
+def test_a_stored_offer_reads_into_the_model_and_its_view_keeps_the_stored_strings() -> None:
+    offer = Offer.model_validate(STORED_OFFER)
+    assert offer.status is OfferStatus.ACCEPTED and not offer.pending
+    assert offer_view(offer) == {
+        field: STORED_OFFER.get(field)
+        for field in (
+            "id",
+            "status",
+            "agent_id",
+            "conversation_id",
+            "customer_id",
+            "channel",
+            "queue",
+            "created_at",
+            "expires_at",
+            "decided_at",
+        )
+    }
+    pending = Offer.model_validate({**STORED_OFFER, "status": "pending", "decided_at": None})
+    assert offer_view(pending)["decided_at"] is None and offer_view(pending)["status"] == "pending"
+
+
+def test_offer_statuses_are_the_five_the_store_writes() -> None:
+    assert {status.value for status in OfferStatus} == {"pending", "accepted", "rejected", "expired", "rescinded"}
+    assert set(RELEASES) == {OfferStatus.REJECTED, OfferStatus.EXPIRED, OfferStatus.RESCINDED}
+    with pytest.raises(ValidationError):
+        Offer.model_validate({**STORED_OFFER, "status": "withdrawn"})

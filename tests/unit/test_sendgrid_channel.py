@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from chalicelib.channels import sendgrid
-from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
-from chalicelib.channels.sendgrid import html_to_text, parse_inbound, verify
+from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
+from chalicelib.channels.sendgrid import html_to_text, parse_inbound, verify_token
 from chalicelib.domain.identity import IdentityKind
-from chalicelib.domain.messages import Channel, InboundMessage
+from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage
+from chalicelib.domain.replies import ProviderRejected
+from chalicelib.domain.webhook_items import BatchOutcome
+from local.sandbox import ProviderSandbox
 from tests.support.sendgrid_payloads import (
     PDF_MINIMAL,
     PNG_1X1,
@@ -74,40 +79,40 @@ class TestVerify:
         # Given the token in the query string, as in https://hub/inbound?token=...
         request = webhook_request(*parsed_payload(), token=TOKEN)
         # When / Then: no rejection
-        assert verify(request, TOKEN) is None
+        assert verify_token(request, TOKEN) is None
 
     @pytest.mark.parametrize("user", ["sendgrid", "", "any user name"])
     def test_accepts_matching_basic_password_with_any_user(self, user: str) -> None:
         # Given https://user:token@hub/inbound, which SendGrid sends as Basic credentials
         request = webhook_request(*parsed_payload(), basic_auth=(user, TOKEN))
         # When / Then
-        assert verify(request, TOKEN) is None
+        assert verify_token(request, TOKEN) is None
 
     def test_accepts_password_containing_colons(self) -> None:
         # Given a password with colons: only the first colon separates the user name
         request = webhook_request(*parsed_payload(), basic_auth=("u", "a:b:c"))
         # When / Then
-        assert verify(request, "a:b:c") is None
+        assert verify_token(request, "a:b:c") is None
 
     def test_accepts_lowercase_basic_scheme(self) -> None:
         # Given the scheme written in lower case
         credentials = base64.b64encode(f"u:{TOKEN}".encode()).decode()
         request = request_with({"authorization": f"basic {credentials}"})
         # When / Then
-        assert verify(request, TOKEN) is None
+        assert verify_token(request, TOKEN) is None
 
     def test_accepts_non_ascii_token(self) -> None:
         # Given a configured token with non-ASCII characters, presented in the query
         request = webhook_request(*parsed_payload(), token="clé-secrète")
         # When / Then: compared as UTF-8 bytes
-        assert verify(request, "clé-secrète") is None
+        assert verify_token(request, "clé-secrète") is None
 
     def test_rejects_everything_when_token_is_not_configured(self) -> None:
         # Given no configured token, even a request presenting an empty one
         request = webhook_request(*parsed_payload(), token="")
         # When
         with pytest.raises(WebhookRejected) as caught:
-            verify(request, "")
+            verify_token(request, "")
         # Then: fail closed
         assert caught.value.reason == "SENDGRID_INBOUND_TOKEN is not configured"
 
@@ -116,7 +121,7 @@ class TestVerify:
         request = webhook_request(*parsed_payload())
         # When
         with pytest.raises(WebhookRejected) as caught:
-            verify(request, TOKEN)
+            verify_token(request, TOKEN)
         # Then
         assert caught.value.reason == "no token presented"
 
@@ -138,7 +143,7 @@ class TestVerify:
         request = request_factory()
         # When
         with pytest.raises(WebhookRejected) as caught:
-            verify(request, TOKEN)
+            verify_token(request, TOKEN)
         # Then: a human reason that contains neither secret nor presented value
         assert caught.value.reason == "token does not match"
         assert TOKEN not in str(caught.value) and "wrong-token" not in str(caught.value)
@@ -158,7 +163,7 @@ class TestVerify:
         request = request_with({"authorization": authorization})
         # When
         with pytest.raises(WebhookRejected) as caught:
-            verify(request, TOKEN)
+            verify_token(request, TOKEN)
         # Then: a rejection, never another exception, and no echo of the header
         assert caught.value.reason == "Authorization header is not valid Basic credentials"
 
@@ -167,22 +172,22 @@ class TestVerify:
         accepted = request_with({"authorization": "Bearer abc"}, query=[("token", TOKEN)])
         refused = request_with({"authorization": "Bearer abc"})
         # When / Then
-        assert verify(accepted, TOKEN) is None
+        assert verify_token(accepted, TOKEN) is None
         with pytest.raises(WebhookRejected, match=r"^no token presented$"):
-            verify(refused, TOKEN)
+            verify_token(refused, TOKEN)
 
     def test_either_presented_token_may_match(self) -> None:
         # Given a wrong Basic password but the right query token
         request = webhook_request(*parsed_payload(), token=TOKEN, basic_auth=("u", "nope"))
         # When / Then
-        assert verify(request, TOKEN) is None
+        assert verify_token(request, TOKEN) is None
 
     def test_unencodable_query_token_is_rejected_not_raised(self) -> None:
         # Given a query value with a lone surrogate, as a lenient URL decoder may produce
         request = request_with({}, query=[("token", "\udcff" + TOKEN)])
         # When / Then
         with pytest.raises(WebhookRejected, match=r"^token does not match$"):
-            verify(request, TOKEN)
+            verify_token(request, TOKEN)
 
     def test_basic_authorization_helper_builds_the_standard_header(self) -> None:
         assert basic_authorization("user", "pass") == "Basic dXNlcjpwYXNz"
@@ -851,3 +856,158 @@ class TestSamples:
         assert load_sample("inbound_parsed") == parsed_payload(sample_email_parsed())
         assert load_sample("inbound_raw") == raw_payload(sample_email_raw())
         assert load_sample("inbound_raw")[0].count(mime_message(sample_email_raw())) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The channel contract (channels/registry.py)
+
+SENDGRID_KEY = "SG.contract-test-key"
+CONFIGURED_FROM = "hello@shop.example.com"
+SENDER_SETTINGS = ("SENDGRID_API_KEY", "SENDGRID_FROM_EMAIL", "UNSUBSCRIBE_SECRET")
+
+
+@pytest.fixture
+def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No SendGrid setting from the environment the tests run in."""
+    from chalicelib.config import settings
+
+    for name in (*SENDER_SETTINGS, "SENDGRID_INBOUND_TOKEN", "SENDGRID_FROM_NAME", "SENDGRID_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"{name}_PARAMETER", raising=False)
+    settings.cache_clear()
+    yield monkeypatch
+    settings.cache_clear()
+
+
+class TestContract:
+    def test_verify_reads_the_configured_inbound_token(self, clean_settings: pytest.MonkeyPatch) -> None:
+        # Given SENDGRID_INBOUND_TOKEN in the settings
+        clean_settings.setenv("SENDGRID_INBOUND_TOKEN", TOKEN)
+        # When / Then: the right token passes, a wrong one is refused
+        assert sendgrid.verify(webhook_request(*parsed_payload(), token=TOKEN)) is None
+        with pytest.raises(WebhookRejected, match=r"^token does not match$"):
+            sendgrid.verify(webhook_request(*parsed_payload(), token="wrong-token"))
+
+    def test_verify_refuses_everything_while_the_token_is_unset(self, clean_settings: pytest.MonkeyPatch) -> None:
+        with pytest.raises(WebhookRejected, match=r"^SENDGRID_INBOUND_TOKEN is not configured$"):
+            sendgrid.verify(webhook_request(*parsed_payload(), token=""))
+
+    def test_parse_is_the_one_inbound_email(self) -> None:
+        request = webhook_request(*parsed_payload())
+        [message] = sendgrid.parse(request)
+        expected = parse_inbound(request)
+        assert message.model_dump(exclude={"received_at"}) == expected.model_dump(exclude={"received_at"})
+
+    @pytest.mark.parametrize(
+        ("outcome", "body"),
+        [
+            (BatchOutcome(stored=["msg_01"]), {"status": "stored", "message_id": "msg_01"}),
+            (BatchOutcome(stored=["msg_01"], duplicates=1), {"status": "duplicate", "message_id": "msg_01"}),
+        ],
+        ids=["stored", "duplicate"],
+    )
+    def test_acknowledgement_is_the_json_the_route_answers(self, outcome: BatchOutcome, body: dict) -> None:
+        text = sendgrid.acknowledgement(outcome)
+        assert json.loads(text) == body
+        assert text == json.dumps(body, separators=(",", ":"))  # as Chalice serialised the route's dict
+        assert sendgrid.ACKNOWLEDGEMENT_TYPE == "application/json"
+
+    def test_missing_settings_names_every_unset_sender_setting(self, clean_settings: pytest.MonkeyPatch) -> None:
+        assert sendgrid.missing_settings("email") == list(SENDER_SETTINGS)
+
+    @pytest.mark.parametrize("unset", SENDER_SETTINGS)
+    def test_missing_settings_names_just_the_one_unset(self, clean_settings: pytest.MonkeyPatch, unset: str) -> None:
+        for name in SENDER_SETTINGS:
+            if name != unset:
+                clean_settings.setenv(name, "configured")
+        assert sendgrid.missing_settings("email") == [unset]
+
+
+@pytest.fixture
+def mail_api(clean_settings: pytest.MonkeyPatch) -> Iterator[ProviderSandbox]:
+    """The loopback SendGrid (local/sandbox.py) as the configured Mail Send API."""
+    with ProviderSandbox(
+        twilio_account_sid="AC" + "0" * 32,
+        twilio_auth_token="unused",
+        sendgrid_api_key=SENDGRID_KEY,
+        simulate_status_callbacks=False,
+    ) as sandbox:
+        clean_settings.setenv("SENDGRID_API_KEY", SENDGRID_KEY)
+        clean_settings.setenv("SENDGRID_FROM_EMAIL", CONFIGURED_FROM)
+        clean_settings.setenv("SENDGRID_FROM_NAME", "Shop Support")
+        clean_settings.setenv("SENDGRID_API_BASE_URL", sandbox.url)
+        yield sandbox
+
+
+def email(**overrides: Any) -> Outgoing:
+    fields: dict[str, Any] = {
+        "channel": Channel.EMAIL.value,
+        "recipient": "ada@example.com",
+        "recipient_name": "Ada Lovelace",
+        "subject": "Re: Question about order 1042",
+        "body": "It ships today.\n\n--\nUnsubscribe: https://hub.example.com/u/abc",
+        "hub_message_id": "msg_01HV",
+        "in_reply_to": "<CAF=1042.ada@mail.example.com>",
+        "references": ("<CAF=1041.ada@mail.example.com>", "<CAF=1042.ada@mail.example.com>"),
+        "headers": {"List-Unsubscribe": "<https://hub.example.com/u/abc>"},
+        **overrides,
+    }
+    return Outgoing(**fields)
+
+
+class TestSend:
+    def test_sends_from_the_address_the_customer_wrote_to(self, mail_api: ProviderSandbox) -> None:
+        # Given an outgoing email from the business address the customer wrote to
+        sent = sendgrid.send(email(sender="orders@shop.example.com"))
+        # Then SendGrid got exactly one mail from that address, and its id came back
+        [record] = [r for r in mail_api.records() if r["provider"] == "sendgrid"]
+        assert record["request"]["from"] == {"email": "orders@shop.example.com", "name": "Shop Support"}
+        assert (sent.provider, sent.provider_message_id) == ("sendgrid", record["id"])
+        assert (sent.status, sent.sender_address, sent.recipient_address) == (
+            DeliveryStatus.ACCEPTED,
+            "orders@shop.example.com",
+            "ada@example.com",
+        )
+
+    def test_sends_from_the_configured_address_otherwise(self, mail_api: ProviderSandbox) -> None:
+        sent = sendgrid.send(email(), tokens=None)
+        [record] = mail_api.records()
+        assert record["request"]["from"] == {"email": CONFIGURED_FROM, "name": "Shop Support"}
+        assert sent.sender_address == CONFIGURED_FROM
+
+    def test_the_mail_carries_what_the_outgoing_message_says(self, mail_api: ProviderSandbox) -> None:
+        sendgrid.send(email())
+        [record] = mail_api.records()
+        assert record["request"] == {
+            "personalizations": [{"to": [{"email": "ada@example.com", "name": "Ada Lovelace"}]}],
+            "from": {"email": CONFIGURED_FROM, "name": "Shop Support"},
+            "subject": "Re: Question about order 1042",
+            "content": [
+                {"type": "text/plain", "value": "It ships today.\n\n--\nUnsubscribe: https://hub.example.com/u/abc"}
+            ],
+            "headers": {
+                "List-Unsubscribe": "<https://hub.example.com/u/abc>",
+                "In-Reply-To": "<CAF=1042.ada@mail.example.com>",
+                "References": "<CAF=1041.ada@mail.example.com> <CAF=1042.ada@mail.example.com>",
+            },
+            "custom_args": {sendgrid.HUB_MESSAGE_ID_ARG: "msg_01HV"},
+        }
+
+    def test_no_from_name_is_sent_when_none_is_configured(
+        self, mail_api: ProviderSandbox, clean_settings: pytest.MonkeyPatch
+    ) -> None:
+        clean_settings.setenv("SENDGRID_FROM_NAME", "")
+        sendgrid.send(email(recipient_name=None, in_reply_to=None, references=(), headers={}))
+        [record] = mail_api.records()
+        assert record["request"]["from"] == {"email": CONFIGURED_FROM}
+        assert record["request"]["personalizations"] == [{"to": [{"email": "ada@example.com"}]}]
+        assert "headers" not in record["request"]
+
+    def test_a_refused_key_is_a_provider_rejection(
+        self, mail_api: ProviderSandbox, clean_settings: pytest.MonkeyPatch
+    ) -> None:
+        clean_settings.setenv("SENDGRID_API_KEY", "SG.wrong")
+        with pytest.raises(ProviderRejected) as caught:
+            sendgrid.send(email())
+        assert (caught.value.provider, caught.value.code, caught.value.http_status) == ("sendgrid", "401", 401)
+        assert mail_api.records() == []

@@ -18,7 +18,7 @@ from chalicelib.channels import telegram
 from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
 from chalicelib.domain.identity import IdentityKind
 from chalicelib.domain.messages import Channel, InboundMessage
-from chalicelib.services.chat_webhooks import BatchOutcome, ConsentChange, Skipped
+from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 
 EVENTS = Path(__file__).parents[2] / "events" / "telegram"
 SECRET = "s3cr3t_T0ken-for-webhooks"

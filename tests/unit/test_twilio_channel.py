@@ -33,7 +33,7 @@ def signed_request(
 
 
 def test_a_correctly_signed_sms_verifies_and_parses() -> None:
-    params = twilio.verify(signed_request(event("inbound_sms.form")), TOKEN, BASE)
+    params = twilio.verified_params(signed_request(event("inbound_sms.form")), TOKEN, BASE)
     message = twilio.parse_inbound(params)
 
     assert message.channel is Channel.SMS
@@ -45,7 +45,7 @@ def test_a_correctly_signed_sms_verifies_and_parses() -> None:
 
 
 def test_whatsapp_keeps_profile_name_unicode_and_the_phone_identity() -> None:
-    message = twilio.parse_inbound(twilio.verify(signed_request(event("inbound_whatsapp.form")), TOKEN, BASE))
+    message = twilio.parse_inbound(twilio.verified_params(signed_request(event("inbound_whatsapp.form")), TOKEN, BASE))
 
     assert message.channel is Channel.WHATSAPP
     assert message.sender.value == "+15017122661"
@@ -56,7 +56,7 @@ def test_whatsapp_keeps_profile_name_unicode_and_the_phone_identity() -> None:
 
 
 def test_mms_media_are_kept_in_order_with_their_types() -> None:
-    message = twilio.parse_inbound(twilio.verify(signed_request(event("inbound_mms.form")), TOKEN, BASE))
+    message = twilio.parse_inbound(twilio.verified_params(signed_request(event("inbound_mms.form")), TOKEN, BASE))
 
     assert [m.content_type for m in message.media] == ["image/jpeg", "application/pdf"]
     assert message.media[0].url and message.media[0].url.endswith("/Media/ME1")
@@ -70,11 +70,11 @@ def test_the_signature_covers_the_query_string() -> None:
     request = WebhookRequest(
         "POST", path, {"content-type": FORM, "x-twilio-signature": signature}, urlencode(pairs).encode(), query
     )
-    assert twilio.verify(request, TOKEN, BASE)["From"] == "+15017122661"
+    assert twilio.verified_params(request, TOKEN, BASE)["From"] == "+15017122661"
 
     without_query = WebhookRequest("POST", path, request.headers, request.body, [])
     with pytest.raises(WebhookRejected):
-        twilio.verify(without_query, TOKEN, BASE)
+        twilio.verified_params(without_query, TOKEN, BASE)
 
 
 def test_json_bodies_are_verified_with_body_sha256() -> None:
@@ -85,11 +85,11 @@ def test_json_bodies_are_verified_with_body_sha256() -> None:
     headers = {"content-type": "application/json", "x-twilio-signature": signature}
     request = WebhookRequest("POST", path, headers, body, [("bodySHA256", digest)])
 
-    assert twilio.parse_inbound(twilio.verify(request, TOKEN, BASE)).body == "hi"
+    assert twilio.parse_inbound(twilio.verified_params(request, TOKEN, BASE)).body == "hi"
 
     tampered = WebhookRequest("POST", path, headers, body.replace(b'"hi"', b'"ho"'), [("bodySHA256", digest)])
     with pytest.raises(WebhookRejected):
-        twilio.verify(tampered, TOKEN, BASE)
+        twilio.verified_params(tampered, TOKEN, BASE)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_json_bodies_are_verified_with_body_sha256() -> None:
 )
 def test_missing_or_wrong_signatures_are_rejected(change: dict[str, str], reason: str) -> None:
     with pytest.raises(WebhookRejected) as rejected:
-        twilio.verify(signed_request(event("inbound_sms.form"), **change), TOKEN, BASE)
+        twilio.verified_params(signed_request(event("inbound_sms.form"), **change), TOKEN, BASE)
     assert reason in rejected.value.reason
 
 
@@ -109,24 +109,24 @@ def test_a_tampered_body_or_another_token_is_rejected() -> None:
     request = signed_request(event("inbound_sms.form"))
     tampered = WebhookRequest(request.method, request.path, request.headers, request.body.replace(b"Hi", b"Yo"))
     with pytest.raises(WebhookRejected):
-        twilio.verify(tampered, TOKEN, BASE)
+        twilio.verified_params(tampered, TOKEN, BASE)
     with pytest.raises(WebhookRejected):
-        twilio.verify(request, "another-token", BASE)
+        twilio.verified_params(request, "another-token", BASE)
     with pytest.raises(WebhookRejected) as unconfigured:
-        twilio.verify(request, "", BASE)
+        twilio.verified_params(request, "", BASE)
     assert "not configured" in unconfigured.value.reason
 
 
 def test_a_signature_for_another_host_is_rejected() -> None:
     request = signed_request(event("inbound_sms.form"))
     with pytest.raises(WebhookRejected):
-        twilio.verify(request, TOKEN, "https://attacker.example.com")
+        twilio.verified_params(request, TOKEN, "https://attacker.example.com")
 
 
 def test_invalid_utf8_is_rejected_not_crashed() -> None:
     request = WebhookRequest("POST", "/x", {"content-type": FORM, "x-twilio-signature": "abc"}, b"\xff\xfe")
     with pytest.raises(WebhookRejected):
-        twilio.verify(request, TOKEN, BASE)
+        twilio.verified_params(request, TOKEN, BASE)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_unusable_values_are_malformed_payloads(field: str, value: str, expected
 
 def test_status_callbacks_parse_with_error_codes() -> None:
     update = twilio.parse_status(
-        twilio.verify(signed_request(event("status_undelivered.form"), "/webhooks/twilio/status"), TOKEN, BASE)
+        twilio.verified_params(signed_request(event("status_undelivered.form"), "/webhooks/twilio/status"), TOKEN, BASE)
     )
     assert update.status is DeliveryStatus.UNDELIVERED
     assert update.error_code == "30003"

@@ -13,7 +13,7 @@ from chalicelib.channels import wechat
 from chalicelib.channels.base import MalformedPayload, WebhookRejected, WebhookRequest
 from chalicelib.domain.identity import IdentityKind
 from chalicelib.domain.messages import Channel, InboundMessage
-from chalicelib.services.chat_webhooks import BatchOutcome, ConsentChange, Skipped
+from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 
 EVENTS = Path(__file__).parents[2] / "events" / "wechat"
 TOKEN = "omnihub-wechat-token-2024"
@@ -410,3 +410,21 @@ def test_missing_settings_names_what_a_send_needs(monkeypatch: pytest.MonkeyPatc
         assert wechat.missing_settings("wechat") == []
     finally:
         settings.cache_clear()
+
+
+def test_a_send_without_an_access_token_cache_is_refused_before_calling_wechat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chalicelib.channels.base import Outgoing
+    from chalicelib.domain.replies import ProviderUnavailable
+
+    # Given a configured account whose API nothing could reach
+    monkeypatch.setenv("WECHAT_APP_ID", "wx0123456789abcdef")
+    monkeypatch.setenv("WECHAT_APP_SECRET", "s3cret")
+    monkeypatch.setenv("WECHAT_API_BASE_URL", "http://127.0.0.1:9")
+    outgoing = Outgoing(channel="wechat", recipient=OPENID, body="Hello", hub_message_id="msg_1")
+    # When it is asked to send without the shared token cache
+    with pytest.raises(ProviderUnavailable) as caught:
+        wechat.send(outgoing)
+    # Then nothing is sent, and the refusal says why
+    assert (caught.value.provider, caught.value.reason) == ("wechat", "no access-token cache was given")

@@ -1,0 +1,163 @@
+"""What the hub sends, as pure decisions: one outgoing message, why it is sent, and whether (and how)
+the customer's channel can take it now.
+
+Every message the hub sends (an agent's or a bot's reply, a notification, a consent answer, a link
+invitation or refusal, a system notice) is described by an `OutboundMessage` and planned here;
+services/outbound.py is the only code that then hands it to a channel. Refusals are `Refused`
+naming the HTTP status and error code an API answers with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from chalicelib.domain.consent import opted_out_reason
+from chalicelib.domain.customers import Customer
+from chalicelib.domain.messages import Channel
+from chalicelib.domain.replies import (
+    MESSAGING_WINDOW,
+    WECHAT_WINDOW,
+    InboundEmail,
+    Refused,
+    ReplyPlan,
+    check_content,
+    check_whatsapp_window,
+    choose_channel,
+    email_text,
+    fresh_reply_token,
+    messaging_tag,
+    recipient_for,
+    reply_subject,
+    reply_threading,
+)
+
+
+class Purpose(StrEnum):
+    AGENT_REPLY = "agent_reply"
+    BOT_REPLY = "bot_reply"
+    NOTIFICATION = "notification"
+    CONSENT_ANSWER = "consent_answer"  # the confirmation of STOP/START/HELP
+    LINK_INVITATION = "link_invitation"
+    LINK_REFUSAL = "link_refusal"  # a handoff link code that could not be used
+    SYSTEM_NOTICE = "system_notice"
+
+
+# Answers to what the customer just wrote: they go out on the channel the customer wrote on,
+# within every window (the customer's message opened it).
+ANSWERS = (Purpose.CONSENT_ANSWER, Purpose.LINK_REFUSAL)
+# A human (or a bot standing in for one) answering: Meta's HUMAN_AGENT tag may extend the window.
+REPLIES = (Purpose.AGENT_REPLY, Purpose.BOT_REPLY)
+
+
+class SenderType(StrEnum):
+    AGENT = "agent"
+    BOT = "bot"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Sender:
+    type: SenderType = SenderType.SYSTEM
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Template:
+    """A pre-approved template, for WhatsApp outside its 24-hour window: a Twilio Content SID or
+    the name of a template approved in WhatsApp Manager (Meta), with its parameters."""
+
+    preview: str  # what the thread shows of it
+    params: dict[str, str] = field(default_factory=dict)
+    content_sid: str | None = None
+    meta_name: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to send. `channel` None means the channel the customer last wrote from."""
+
+    purpose: Purpose
+    text: str = ""
+    channel: Channel | str | None = None
+    media_urls: tuple[str, ...] = ()
+    subject: str | None = None
+    template: Template | None = None
+    sender: Sender = field(default_factory=Sender)
+
+
+def choose(message: OutboundMessage, customer: Customer) -> Channel:
+    requested = message.channel.value if isinstance(message.channel, Channel) else message.channel
+    return choose_channel(requested, customer)
+
+
+def check_consent(message: OutboundMessage, customer: Customer, channel: Channel) -> None:
+    """Never send on a channel the customer opted out of. The one exception is the answer to the
+    opt-out itself (the confirmation that they will hear nothing more)."""
+    if message.purpose is Purpose.CONSENT_ANSWER:
+        return
+    reason = opted_out_reason(customer, channel)
+    if reason:
+        raise Refused(422, "opted_out", f"{reason}; nothing was sent on {channel.value}")
+
+
+def plan(
+    message: OutboundMessage, customer: Customer, channel: Channel, now: datetime, latest_email: InboundEmail | None
+) -> ReplyPlan:
+    """Everything that can be checked before sending, and exactly what to send (pure)."""
+    check_consent(message, customer, channel)
+    whatsapp_provider = customer.whatsapp_provider if channel is Channel.WHATSAPP else None
+    media = list(message.media_urls)
+    if message.template is None:
+        check_content(channel, message.text, media, message.subject, whatsapp_provider)
+    recipient = recipient_for(channel, customer)
+    answering = message.purpose in ANSWERS
+    tag = None
+    if channel is Channel.WHATSAPP and message.template is None and not answering:
+        check_whatsapp_window(customer, now)
+    if channel in (Channel.MESSENGER, Channel.INSTAGRAM) and not answering:
+        if message.purpose in REPLIES:
+            tag = messaging_tag(channel, customer, now)
+        else:
+            _check_window(customer, channel, now, MESSAGING_WINDOW)
+    if channel is Channel.WECHAT and not answering:
+        _check_window(customer, channel, now, WECHAT_WINDOW)
+    if channel is not Channel.EMAIL:
+        return ReplyPlan(
+            channel=channel,
+            recipient=recipient,
+            body=message.template.preview if message.template else message.text,
+            media_urls=media,
+            whatsapp_provider=whatsapp_provider,
+            message_tag=tag,
+            reply_token=fresh_reply_token(channel, customer, now),
+        )
+    subject = message.subject
+    if message.purpose in REPLIES or subject is None:
+        subject = reply_subject(subject, latest_email.subject if latest_email else None)
+    return ReplyPlan(
+        channel=channel,
+        recipient=recipient,
+        body=message.text,
+        media_urls=media,
+        subject=subject,
+        email=reply_threading(latest_email.threading if latest_email else None) if message.purpose in REPLIES else None,
+    )
+
+
+def _check_window(customer: Customer, channel: Channel, now: datetime, window: timedelta) -> None:
+    last = customer.last_inbound_by_channel.get(channel.value)
+    if last is None or now - last > window:
+        hours = int(window.total_seconds() // 3600)
+        raise Refused(
+            422,
+            "messaging_window_closed",
+            f"{channel.value} allows a business to write only within {hours} hours of the customer's last message",
+        )
+
+
+def email_body(plan: ReplyPlan, footer: str) -> str:
+    """An email's text: the body, media as links, and the footer every email ends with."""
+    return email_text(plan.body, plan.media_urls) + footer
+

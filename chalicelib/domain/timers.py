@@ -1,0 +1,52 @@
+"""Every timer the timer queue carries, and the reactions that cross use cases.
+
+A reaction that crosses use cases goes through the timer queue instead of an import back up
+(../shared/ARCHITECTURE.md, "Reactions are events, not imports"): a delivery that failed moves a
+notification to its next channel (`DeliveryFailed`), a web chat reply to a visitor who may have
+left the page may also go out as a notification (`WebchatReplySent`). Those are timers due at
+once; the others wait for their moment (offer timeouts, re-checks, grace periods, quiet hours).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from chalicelib.domain.messages import DeliveryStatus
+from chalicelib.domain.notifications import NotificationDue
+from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck
+
+
+class DeliveryFailed(BaseModel):
+    """A provider said an outbound message failed or was undelivered."""
+
+    type: Literal["delivery_failed"] = "delivery_failed"
+    message_id: str
+    status: DeliveryStatus
+    error_code: str | None = None
+
+
+class WebchatReplySent(BaseModel):
+    """An agent replied on web chat: if the visitor's page is gone, the reply follows them."""
+
+    type: Literal["webchat_reply_sent"] = "webchat_reply_sent"
+    message_id: str
+    conversation_id: str
+    customer_id: str
+    agent_name: str
+
+
+TimerMessage = Annotated[
+    OfferTimeout | TaskRecheck | AgentGrace | NotificationDue | DeliveryFailed | WebchatReplySent,
+    Field(discriminator="type"),
+]
+
+
+class Timer(BaseModel):
+    due_at: datetime
+    message: TimerMessage
+
+
+timer_message = TypeAdapter(Timer)
