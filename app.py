@@ -173,11 +173,11 @@ def list_messages(conversation_id: str) -> dict[str, Any]:
 
 @route("/v1/conversations/{conversation_id}/links", methods=["POST"])
 def create_link(conversation_id: str) -> Response:
-    from chalicelib.services import links
+    from chalicelib.http import links
 
     request = app.current_request
-    outcome = links.create_link(conversation_id, json_object(request), request.headers.get("idempotency-key"))
-    return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+    answer = links.create_link(conversation_id, json_object(request), request.headers.get("idempotency-key"))
+    return Response(body=answer.body, status_code=answer.status_code, headers=answer.headers)
 
 
 @route("/v1/customers/{customer_id}/identity-history")
@@ -322,11 +322,11 @@ def delete_webhook(endpoint_id: str) -> Response:
 
 @route("/v1/conversations/{conversation_id}/messages", methods=["POST"])
 def send_conversation_message(conversation_id: str) -> Response:
-    from chalicelib.services import replies
+    from chalicelib.http import replies
 
     request = app.current_request
-    outcome = replies.send_reply(conversation_id, json_object(request), request.headers.get("idempotency-key"))
-    return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+    answer = replies.send_reply(conversation_id, json_object(request), request.headers.get("idempotency-key"))
+    return Response(body=answer.body, status_code=answer.status_code, headers=answer.headers)
 
 
 # --- Proactive notifications and consent -------------------------------------------------------
@@ -334,11 +334,11 @@ def send_conversation_message(conversation_id: str) -> Response:
 
 @route("/v1/notifications", methods=["POST"])
 def create_notification() -> Response:
-    from chalicelib.services import notifications
+    from chalicelib.http import notifications
 
     request = app.current_request
-    outcome = notifications.create_notification(json_object(request), request.headers.get("idempotency-key"))
-    return Response(body=outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+    answer = notifications.create_notification(json_object(request), request.headers.get("idempotency-key"))
+    return Response(body=answer.body, status_code=answer.status_code, headers=answer.headers)
 
 
 @route("/v1/notifications/{notification_id}")
@@ -355,7 +355,7 @@ UNSUBSCRIBE_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data",
 
 @route("/unsubscribe/email/{token}", methods=["GET", "POST"], content_types=UNSUBSCRIBE_TYPES)
 def unsubscribe_email(token: str) -> Response:
-    from chalicelib.services.consent import unsubscribe_page
+    from chalicelib.http.unsubscribe import unsubscribe_page
 
     page = unsubscribe_page(token, app.current_request.method)
     return Response(body=page.html, status_code=page.status_code, headers=page.headers)

@@ -185,10 +185,12 @@ class Settings(BaseSettings):
     @field_validator("*", mode="wrap")
     @classmethod
     def _default_when_invalid(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: Any) -> Any:
+        field = cls.model_fields[info.field_name]
+        if isinstance(value, str) and not value.strip() and field.default not in ("", None):
+            return field.default  # set but blank (FOO= in an env file) means the default
         try:
             return handler(value)
         except ValidationError:
-            field = cls.model_fields[info.field_name]
             sys.stderr.write(f"omnihub: ignoring an invalid value of {info.field_name.upper()}; using the default\n")
             return field.default
 

@@ -67,6 +67,11 @@ EDGE_ONLY_SECRETS = frozenset(
 )
 
 _SENDING_SECRETS = tuple(name for name in SECRETS if name not in EDGE_ONLY_SECRETS)
+# The routing worker answers consent keywords (through the outbound path) but makes no links and
+# serves no web chat session.
+_ROUTING_SECRETS = tuple(
+    name for name in _SENDING_SECRETS if name not in {"link_secret", "webchat_session_secret", "webchat_jwt_secret"}
+)
 
 
 def parameter_name(stage: str, secret: str) -> str:
@@ -111,7 +116,7 @@ WORKERS: tuple[FunctionSpec, ...] = (
         batch_size=10,
         timeout_seconds=30,
         sends_to=(ROUTING_QUEUE.logical_id, TIMER_QUEUE.logical_id, CRM_EVENTS_QUEUE.logical_id),
-        secrets=_SENDING_SECRETS,
+        secrets=_ROUTING_SECRETS,
         providers=True,
     ),
     FunctionSpec(

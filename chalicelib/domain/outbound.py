@@ -20,6 +20,7 @@ from chalicelib.domain.replies import (
     MESSAGING_WINDOW,
     WECHAT_WINDOW,
     InboundEmail,
+    RefusalKind,
     Refused,
     ReplyPlan,
     check_content,
@@ -74,6 +75,16 @@ class Template:
     meta_name: str | None = None
 
 
+def parameter_order(key: str) -> tuple[int, str]:
+    """Template parameters {{1}}, {{2}}, ... in number order (`10` after `9`), named ones after."""
+    return (int(key), "") if key.isdigit() else (1 << 30, key)
+
+
+def ordered_parameters(params: dict[str, str]) -> tuple[str, ...]:
+    """The values of a template's parameters, in the order a positional template takes them."""
+    return tuple(params[key] for key in sorted(params, key=parameter_order))
+
+
 @dataclass(frozen=True)
 class OutboundMessage:
     """One message to send. `channel` None means the channel the customer last wrote from."""
@@ -99,7 +110,7 @@ def check_consent(message: OutboundMessage, customer: Customer, channel: Channel
         return
     reason = opted_out_reason(customer, channel)
     if reason:
-        raise Refused(422, "opted_out", f"{reason}; nothing was sent on {channel.value}")
+        raise Refused(RefusalKind.UNPROCESSABLE, "opted_out", f"{reason}; nothing was sent on {channel.value}")
 
 
 def plan(
@@ -151,7 +162,7 @@ def _check_window(customer: Customer, channel: Channel, now: datetime, window: t
     if last is None or now - last > window:
         hours = int(window.total_seconds() // 3600)
         raise Refused(
-            422,
+            RefusalKind.UNPROCESSABLE,
             "messaging_window_closed",
             f"{channel.value} allows a business to write only within {hours} hours of the customer's last message",
         )
@@ -160,4 +171,3 @@ def _check_window(customer: Customer, channel: Channel, now: datetime, window: t
 def email_body(plan: ReplyPlan, footer: str) -> str:
     """An email's text: the body, media as links, and the footer every email ends with."""
     return email_text(plan.body, plan.media_urls) + footer
-

@@ -1,8 +1,8 @@
 """Agent replies, as pure decisions: which channel, to which address, with what content.
 
-Nothing here does I/O. The use case (services/replies.py) loads the customer and the thread,
-asks these functions what to send, and asks a channel module to send it. Every refusal is a
-`Refused` naming the HTTP status and error code the API answers with.
+Nothing here does I/O. The one outbound path (domain/outbound.py plans, services/outbound.py
+sends) asks these functions what may be sent, where and how. Every refusal is a `Refused` naming
+the HTTP status and error code the API answers with.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from chalicelib.domain.customers import Customer
@@ -71,14 +72,28 @@ LINE_REPLY_TOKEN_TTL = timedelta(seconds=50)
 _REPLY_PREFIX = re.compile(r"^\s*re\s*(\[\d+\])?\s*:", re.IGNORECASE)
 
 
-class Refused(Exception):
-    """The reply cannot be sent as asked; `status` and `code` are what the API answers."""
+class RefusalKind(StrEnum):
+    """Why a request cannot be done as asked (chalicelib/http/ turns each into its HTTP status)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    INVALID = "invalid"  # malformed, or asks for something impossible
+    NOT_FOUND = "not_found"  # names something that does not exist
+    IN_PROGRESS = "in_progress"  # the same request is being handled right now
+    UNPROCESSABLE = "unprocessable"  # well-formed, but the customer or channel cannot take it now
+    PROVIDER_REFUSED = "provider_refused"  # a provider refused it for good (stored as failed)
+    NOT_CONFIGURED = "not_configured"  # the hub lacks a setting it needs (retry once it is set)
+
+
+class Refused(Exception):
+    """The request cannot be done as asked: `kind` says why in general, `code` exactly (the API's
+    error code), `details` adds data for programs (JSON)."""
+
+    def __init__(self, kind: RefusalKind, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.code = code
         self.message = message
+        self.details = details or {}
+        self.replayed = False  # the answer to an earlier request with the same Idempotency-Key
 
 
 class ProviderRejected(Exception):
@@ -175,7 +190,11 @@ def choose_channel(requested: str | None, customer: Customer) -> Channel:
     """The channel asked for, else the one the customer last wrote from."""
     if requested is None:
         if customer.last_channel is None:
-            raise Refused(422, "no_channel", "the customer has never written; name the 'channel' to reply on")
+            raise Refused(
+                RefusalKind.UNPROCESSABLE,
+                "no_channel",
+                "the customer has never written; name the 'channel' to reply on",
+            )
         requested = customer.last_channel.value
     try:
         channel = Channel(requested.strip().lower())
@@ -184,7 +203,11 @@ def choose_channel(requested: str | None, customer: Customer) -> Channel:
     available = channels_for(customer)
     if channel not in available:
         names = ", ".join(c.value for c in available)
-        raise Refused(422, "unsupported_channel", f"channel '{requested}' is not supported; use one of {names}")
+        raise Refused(
+            RefusalKind.UNPROCESSABLE,
+            "unsupported_channel",
+            f"channel '{requested}' is not supported; use one of {names}",
+        )
     assert channel is not None
     return channel
 
@@ -197,7 +220,7 @@ def recipient_for(channel: Channel, customer: Customer) -> str:
         user_id = user_id_for(channel, customer)
         if user_id is None:
             raise Refused(
-                422,
+                RefusalKind.UNPROCESSABLE,
                 "no_address_for_channel",
                 f"the customer has never written on {channel.value}; reply on another channel",
             )
@@ -205,14 +228,14 @@ def recipient_for(channel: Channel, customer: Customer) -> str:
     if channel is Channel.EMAIL:
         if not customer.email:
             raise Refused(
-                422,
+                RefusalKind.UNPROCESSABLE,
                 "no_address_for_channel",
                 "the customer has no email address; link one with PATCH /v1/customers/{id} or reply on another channel",
             )
         return customer.email
     if not customer.phone:
         raise Refused(
-            422,
+            RefusalKind.UNPROCESSABLE,
             "no_address_for_channel",
             f"the customer has no phone number, so no {channel.value} reply can be sent; reply on another channel",
         )
@@ -234,14 +257,14 @@ def check_whatsapp_window(customer: Customer, now: datetime) -> None:
     last = customer.last_inbound_by_channel.get(Channel.WHATSAPP.value)
     if last is None:
         raise Refused(
-            422,
+            RefusalKind.UNPROCESSABLE,
             "whatsapp_window_closed",
             "the customer has never written on WhatsApp, so a free-form message cannot be sent; "
             "a pre-approved WhatsApp template is needed",
         )
     if now - last > WHATSAPP_WINDOW:
         raise Refused(
-            422,
+            RefusalKind.UNPROCESSABLE,
             "whatsapp_window_closed",
             f"the customer last wrote on WhatsApp at {last.isoformat()}, more than 24 hours ago; "
             "outside the customer-service window only a pre-approved WhatsApp template can be sent",
@@ -252,24 +275,30 @@ def check_content(
     channel: Channel, body: str, media_urls: list[str], subject: str | None, provider: str | None = None
 ) -> None:
     if not body.strip() and not media_urls:
-        raise Refused(400, "invalid_request", "give a non-empty 'body' or at least one of 'media_urls'")
+        raise Refused(RefusalKind.INVALID, "invalid_request", "give a non-empty 'body' or at least one of 'media_urls'")
     limit = BODY_LIMITS.get(channel, MAX_TWILIO_BODY_CHARS)
     if channel is Channel.WHATSAPP and provider == "meta":
         limit = WHATSAPP_CLOUD_MAX_BODY
     if len(body) > limit:
         raise Refused(
-            422, "body_too_long", f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}"
+            RefusalKind.UNPROCESSABLE,
+            "body_too_long",
+            f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}",
         )
     if channel is Channel.WECHAT and len(email_text(body, media_urls).encode("utf-8")) > WECHAT_MAX_TEXT_BYTES:
         # WeChat counts UTF-8 bytes (error 45002), and media go out as links in the text
         limit_text = f"a wechat message holds at most {WECHAT_MAX_TEXT_BYTES} bytes of text, links included"
-        raise Refused(422, "body_too_long", limit_text)
+        raise Refused(RefusalKind.UNPROCESSABLE, "body_too_long", limit_text)
     media_limit = MEDIA_LIMITS.get(channel, 1 if provider == "meta" else MAX_MEDIA)
     if len(media_urls) > media_limit:
-        raise Refused(422, "too_many_media", f"at most {media_limit} media per {channel.value} message")
+        raise Refused(
+            RefusalKind.UNPROCESSABLE, "too_many_media", f"at most {media_limit} media per {channel.value} message"
+        )
     if subject is not None and channel is not Channel.EMAIL:
         raise Refused(
-            422, "subject_not_supported", f"a subject is only sent by email, and this reply goes by {channel.value}"
+            RefusalKind.UNPROCESSABLE,
+            "subject_not_supported",
+            f"a subject is only sent by email, and this reply goes by {channel.value}",
         )
 
 
@@ -283,7 +312,7 @@ def messaging_tag(channel: Channel, customer: Customer, now: datetime) -> str | 
         return HUMAN_AGENT_TAG
     when = f"last wrote at {last.isoformat()}" if last else "has never written"
     raise Refused(
-        422,
+        RefusalKind.UNPROCESSABLE,
         "messaging_window_closed",
         f"the customer {when} on {channel.value}; a human agent may answer only within 7 days of "
         "the customer's last message",
@@ -294,7 +323,7 @@ def check_wechat_window(customer: Customer, now: datetime) -> None:
     last = customer.last_inbound_by_channel.get(Channel.WECHAT.value)
     if last is None or now - last > WECHAT_WINDOW:
         raise Refused(
-            422,
+            RefusalKind.UNPROCESSABLE,
             "messaging_window_closed",
             "WeChat allows customer service messages only within 48 hours of the customer's last message",
         )
@@ -316,7 +345,7 @@ def reply_subject(given: str | None, their_subject: str | None) -> str:
     theirs = _one_line(their_subject)
     if not theirs:
         raise Refused(
-            422,
+            RefusalKind.UNPROCESSABLE,
             "subject_required",
             "the customer has not emailed in this conversation, so there is no subject to reply to; give 'subject'",
         )
@@ -344,47 +373,6 @@ def email_text(body: str, media_urls: list[str]) -> str:
     return f"{body.rstrip()}\n\n{links}" if body.strip() else links
 
 
-def plan_reply(
-    *,
-    channel: Channel,
-    customer: Customer,
-    body: str,
-    media_urls: list[str],
-    subject: str | None,
-    now: datetime,
-    latest_email: InboundEmail | None = None,
-) -> ReplyPlan:
-    """Check everything that can be checked before sending, and say exactly what to send."""
-    whatsapp_provider = customer.whatsapp_provider if channel is Channel.WHATSAPP else None
-    check_content(channel, body, media_urls, subject, whatsapp_provider)
-    recipient = recipient_for(channel, customer)
-    if channel is Channel.WHATSAPP:
-        check_whatsapp_window(customer, now)
-    tag = None
-    if channel in (Channel.MESSENGER, Channel.INSTAGRAM):
-        tag = messaging_tag(channel, customer, now)
-    if channel is Channel.WECHAT:
-        check_wechat_window(customer, now)
-    if channel is not Channel.EMAIL:
-        return ReplyPlan(
-            channel=channel,
-            recipient=recipient,
-            body=body,
-            media_urls=list(media_urls),
-            whatsapp_provider=whatsapp_provider,
-            message_tag=tag,
-            reply_token=fresh_reply_token(channel, customer, now),
-        )
-    return ReplyPlan(
-        channel=channel,
-        recipient=recipient,
-        body=body,
-        media_urls=list(media_urls),
-        subject=reply_subject(subject, latest_email.subject if latest_email else None),
-        email=reply_threading(latest_email.threading if latest_email else None),
-    )
-
-
 def request_fingerprint(conversation_id: str, request: dict[str, Any]) -> str:
     """What an Idempotency-Key is bound to: the conversation and the (validated) request body."""
     canonical = json.dumps([conversation_id, request], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -397,7 +385,9 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 def check_idempotency_key(key: str) -> str:
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise Refused(
-            400, "invalid_request", "the Idempotency-Key header must be 1 to 255 visible ASCII characters (no spaces)"
+            RefusalKind.INVALID,
+            "invalid_request",
+            "the Idempotency-Key header must be 1 to 255 visible ASCII characters (no spaces)",
         )
     return key
 

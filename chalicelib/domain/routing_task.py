@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from chalicelib.domain.messages import Channel
-from chalicelib.domain.notifications import NotificationDue
 
 
 class RoutingTask(BaseModel):
@@ -62,14 +61,3 @@ class AgentGrace(BaseModel):
     type: Literal["agent_grace"] = "agent_grace"
     agent_id: str
     offline_since: datetime
-
-
-TimerMessage = Annotated[OfferTimeout | TaskRecheck | AgentGrace | NotificationDue, Field(discriminator="type")]
-
-
-class Timer(BaseModel):
-    due_at: datetime
-    message: TimerMessage
-
-
-timer_message = TypeAdapter(Timer)

@@ -3,8 +3,8 @@
 `handle_keyword` is called by routing for every stored inbound message (services/routing.py,
 handle_inbound). For an ordinary message it costs nothing (a string check) and answers False. For
 a keyword it records the change on the customer (`opted_out[channel]` = when, or the key removed),
-tells the CRM (`customer.updated`), answers the customer with a confirmation (sent through Twilio
-like an agent reply, stored in the thread as an outbound message, announced as `message.created`)
+tells the CRM (`customer.updated`), answers the customer with a confirmation (sent through the one
+outbound path like an agent reply, stored in the thread, announced as `message.created`)
 and answers True: the message is kept in the thread but never routed to an agent.
 
 Twilio itself answers STOP/START/HELP on long codes and toll-free numbers (and, with Advanced
@@ -19,9 +19,9 @@ send; released when Twilio could not be reached, so the retry sends it).
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from chalicelib.api.models import customer_view
 from chalicelib.channels import unsubscribe
@@ -45,16 +45,6 @@ from chalicelib.store import notifications as store
 
 CONFIRMATION_PURPOSE = "consent-reply"
 CHANGE_ATTEMPTS = 5
-
-DEFAULT_STOP_TEXT = (
-    "{business_name}: you are unsubscribed and will get no more messages here. Reply START to resubscribe."
-)
-DEFAULT_START_TEXT = "{business_name}: you are subscribed again. Reply STOP to unsubscribe, HELP for help."
-DEFAULT_HELP_TEXT = (
-    "{business_name}: reply here with your question and our team will answer. "
-    "Reply STOP to unsubscribe, START to resubscribe."
-)
-
 
 # --- Settings ----------------------------------------------------------------------------------------
 
@@ -92,9 +82,9 @@ def consent_settings() -> ConsentSettings:
     config = settings()
     return ConsentSettings(
         business_name=config.display_name,
-        stop_text=config.consent_stop_text.strip() or DEFAULT_STOP_TEXT,
-        start_text=config.consent_start_text.strip() or DEFAULT_START_TEXT,
-        help_text=config.consent_help_text.strip() or DEFAULT_HELP_TEXT,
+        stop_text=config.consent_stop_text,
+        start_text=config.consent_start_text,
+        help_text=config.consent_help_text,
         confirm_channels=parse_confirm_channels(config.consent_send_confirmations),
         unsubscribe_secret=secret("unsubscribe_secret"),
     )
@@ -204,65 +194,28 @@ def _confirm(customer: Customer, conversation: Conversation, inbound: Message, t
 # --- Email unsubscribe ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class UnsubscribePage:
-    status_code: int
-    html: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {
-            "Content-Type": "text/html; charset=utf-8",
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",  # the URL carries the token
-            "X-Robots-Tag": "noindex",
-        }
+class UnsubscribeState(StrEnum):
+    INVALID = "invalid"  # the token was not made by this hub (or names no customer)
+    ASK = "ask"  # valid, the customer is subscribed: ask before changing anything
+    DONE = "done"  # unsubscribed (now or earlier)
 
 
-def unsubscribe_page(token: str, method: str, *, now: datetime | None = None) -> UnsubscribePage:
-    """`GET /unsubscribe/email/{token}` shows a confirm button (link scanners prefetch GETs, so a
-    GET changes nothing); `POST` (the button, or a mail client's RFC 8058 one-click POST of
-    `List-Unsubscribe=One-Click`) unsubscribes and answers 200. Public: the token is the credential."""
-    config = consent_settings()
-    name = html.escape(config.business_name)
+def unsubscribe_by_token(token: str, confirm: bool, *, now: datetime | None = None) -> UnsubscribeState:
+    """The one-click unsubscribe link (`/unsubscribe/email/{token}`): `confirm` (a POST: the page's
+    button, or a mail client's RFC 8058 one-click POST) unsubscribes; otherwise (a GET, which link
+    scanners prefetch) nothing changes. Public: the token is the credential."""
     try:
-        named = unsubscribe.read_token(token, config.unsubscribe_secret)
+        named = unsubscribe.read_token(token, secret("unsubscribe_secret"))
     except unsubscribe.InvalidToken:
-        return UnsubscribePage(404, _page("Link not valid", "<p>This unsubscribe link is not valid.</p>"))
+        return UnsubscribeState.INVALID
     customer = customer_store.get_customer(named.customer_id)
     if customer is None or named.channel != Channel.EMAIL.value:
-        return UnsubscribePage(404, _page("Link not valid", "<p>This unsubscribe link is not valid.</p>"))
-    done = _page(
-        "Unsubscribed",
-        f"<p>You are unsubscribed: {name} will send you no more email.</p>"
-        "<p>Messages by SMS or WhatsApp are not affected; reply STOP there to stop them.</p>",
-    )
-    if method.upper() == "POST":
+        return UnsubscribeState.INVALID
+    if confirm:
         set_consent(customer.id, Channel.EMAIL, opted_out=True, at=now or utcnow())
         logger.info("email unsubscribe", extra={"customer_id": customer.id})
-        return UnsubscribePage(200, done)
-    if Channel.EMAIL.value in customer.opted_out:
-        return UnsubscribePage(200, done)
-    return UnsubscribePage(
-        200,
-        _page(
-            "Unsubscribe",
-            f"<p>Stop receiving email from {name}?</p>"
-            '<form method="post" action=""><input type="hidden" name="List-Unsubscribe" value="One-Click">'
-            '<button type="submit">Unsubscribe</button></form>',
-        ),
-    )
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="robots" content="noindex">'
-        f"<title>{html.escape(title)}</title></head>"
-        '<body style="font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem">'
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
+        return UnsubscribeState.DONE
+    return UnsubscribeState.DONE if Channel.EMAIL.value in customer.opted_out else UnsubscribeState.ASK
 
 
 __all__ = ["UnsubscribeNotConfigured", "unsubscribe_footer", "unsubscribe_headers", "unsubscribe_link"]

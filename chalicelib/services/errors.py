@@ -1,5 +1,9 @@
 """Outcomes of use cases that the edge turns into HTTP answers."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class NotFound(LookupError):
     pass
@@ -10,7 +14,12 @@ class Conflict(Exception):
 
 
 class Unavailable(Exception):
-    """Try again later: nothing is lost, the retry completes the work."""
+    """Try again later: nothing is lost, the retry completes the work. `details` adds data for
+    programs (JSON) to the answer."""
+
+    def __init__(self, message: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
 
 
 class InvalidRequest(ValueError):

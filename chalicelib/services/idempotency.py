@@ -1,14 +1,19 @@
 """One `Idempotency-Key` mechanism for every route that sends something (replies, notifications,
-links): a retried request never sends twice, and gets the first answer again.
+links): a retried request never sends twice, and gets the first outcome again.
 
 The key is claimed with a conditional put before anything is read or sent, so of two concurrent
-requests with one key exactly one runs (the other gets 409). The key is bound to the request (a
-fingerprint of its scope and validated body): the same key with another body is a 422. When the
-work answered, its answer is kept for 24 hours and replayed (same status, same body, with
-`Idempotent-Replayed: true`) to any repeat. When nothing left the hub (a 5xx: storage or provider
-unreachable) the claim is released and the same key runs again. When a provider took a message
-but the hub could not record it, the outbound path has checkpointed the message on the claim; a
-repeat then finishes the recording (`resume`) instead of sending again.
+requests with one key exactly one runs (the other is refused `idempotency_key_in_progress`). The
+key is bound to the request (a fingerprint of its scope and validated body): the same key with
+another body is refused `idempotency_key_reused`. The outcome (a result, or a refusal) is kept for
+24 hours and given again, marked replayed, to any repeat.
+
+What counts as "nothing happened, run it again": a refusal for a missing setting, a provider that
+could not be reached, and any storage failure (`errors.is_storage_failure`): the claim is
+released. When a provider took a message but the hub could not record it, the outbound path has
+checkpointed the message on the claim; the claim stays held, and a repeat finishes the recording
+(`resume`) instead of sending again.
+
+Outcomes are domain results and domain errors; chalicelib/http/ turns them into HTTP answers.
 """
 
 from __future__ import annotations
@@ -16,34 +21,19 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from chalicelib.domain.messages import utcnow
-from chalicelib.domain.replies import ProviderUnavailable, Refused, check_idempotency_key, request_fingerprint
+from chalicelib.domain.messages import Message, utcnow
+from chalicelib.domain.replies import RefusalKind, Refused, check_idempotency_key, request_fingerprint
 from chalicelib.observability import logger
-from chalicelib.services.errors import is_storage_failure
+from chalicelib.services.errors import SentNotRecorded, Unavailable, is_storage_failure
 from chalicelib.store import idempotency as records
-from chalicelib.store.idempotency import IdempotencyRecord
 
-REPLAYED = {"Idempotent-Replayed": "true"}
-RETRY_AFTER = {"Retry-After": "5"}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An API answer: `body` is JSON (the resource, or `{"error": {"code", "message", ...}}`)."""
-
-    status_code: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    # Something left the hub that is not recorded yet: the key stays held (a repeat resumes or 409s).
-    keep_claim: bool = False
-
-    @property
-    def replayed(self) -> bool:
-        return self.headers.get("Idempotent-Replayed") == "true"
+T = TypeVar("T")
+# Refusals that say nothing about the request itself: the same request may work later.
+RETRYABLE_REFUSALS = (RefusalKind.NOT_CONFIGURED,)
 
 
 @dataclass(frozen=True)
@@ -52,45 +42,28 @@ class Claim:
     token: str
 
 
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Outcome:
-    if status == 503 and headers is None:
-        headers = dict(RETRY_AFTER)
-    return Outcome(status, {"error": {"code": code, "message": message, **extra}}, headers or {})
-
-
-def refusal(refused: Refused) -> Outcome:
-    return error(refused.status, refused.code, refused.message)
-
-
-def unreachable(exc: ProviderUnavailable) -> Outcome:
-    """Nothing was sent: the same request (and key) may simply be retried."""
-    return error(
-        503, "temporarily_unavailable", f"{exc.provider} could not be reached ({exc.reason}); nothing was sent; retry"
-    )
-
-
-def sent_not_recorded(exc: Exception, claim: Claim | None, hint: str) -> Outcome:
-    """A provider has the message: with a key, the claim stays held so a repeat finishes the work."""
-    outcome = error(503, "temporarily_unavailable", f"{exc}; {hint}")
-    return Outcome(outcome.status_code, outcome.body, outcome.headers, keep_claim=claim is not None)
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    result: T
+    replayed: bool = False
 
 
 def run(
     key: str | None,
     scope: str,
     request_data: dict[str, Any],
-    work: Callable[[Claim | None], Outcome],
+    work: Callable[[Claim | None], T],
     *,
-    resume: Callable[[IdempotencyRecord], Outcome] | None = None,
+    encode: Callable[[T], dict[str, Any]],
+    decode: Callable[[dict[str, Any]], T],
+    resume: Callable[[Message], T] | None = None,
     now: datetime | None = None,
-) -> Outcome:
-    """Run `work` at most once per key. Without a key it simply runs."""
+) -> Done[T]:
+    """Run `work` at most once per key (without a key it simply runs). Raises what `work` raises,
+    and for a repeat what the first request raised (`Refused.replayed` set)."""
     if key is None:
-        return work(None)
-    try:
-        key = check_idempotency_key(key)
-    except Refused as refused:
-        return refusal(refused)
+        return Done(work(None))
+    key = check_idempotency_key(key)
     fingerprint = request_fingerprint(scope, request_data)
     claim = Claim(key, uuid.uuid4().hex)
     try:
@@ -99,61 +72,73 @@ def run(
         if not is_storage_failure(exc):
             raise
         logger.warning("idempotency claim failed", extra={"error": type(exc).__name__})
-        return error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
+        raise Unavailable("the hub's storage is unavailable; nothing was sent; retry") from exc
     if existing is not None:
-        return _repeat(existing, fingerprint, resume)
+        return _repeat(existing, fingerprint, encode, decode, resume)
     try:
-        outcome = work(claim)
+        result = work(claim)
+    except Refused as refused:
+        if refused.kind in RETRYABLE_REFUSALS:
+            release(claim)
+        else:
+            _complete(claim.key, claim.token, {"refused": _refusal(refused)})
+        raise
+    except SentNotRecorded:
+        raise  # the claim stays: a repeat finishes the recording (or waits), never sends again
     except BaseException:
         release(claim)
         raise
-    if outcome.keep_claim:
-        return outcome
-    if outcome.status_code >= 500:
-        release(claim)
-        return outcome
-    try:
-        records.complete(key, claim.token, outcome.status_code, response_body=json.dumps(outcome.body))
-    except Exception as exc:
-        if not is_storage_failure(exc):
-            raise
-        logger.warning("idempotency record not completed", extra={"error": type(exc).__name__})
-        release(claim)
-    return outcome
+    _complete(claim.key, claim.token, {"result": encode(result)})
+    return Done(result)
 
 
-def finish(record: IdempotencyRecord, outcome: Outcome) -> Outcome:
-    """Complete a resumed record with the answer its repeat got (a replay from now on)."""
-    if outcome.status_code < 500 and not outcome.keep_claim:
-        try:
-            records.complete(record.key, record.token, outcome.status_code, response_body=json.dumps(outcome.body))
-        except Exception as exc:
-            if not is_storage_failure(exc):
-                raise
-            logger.warning("idempotency record not completed", extra={"error": type(exc).__name__})
-    return Outcome(outcome.status_code, outcome.body, {**outcome.headers, **REPLAYED}, outcome.keep_claim)
-
-
-def checkpoint(claim: Claim, status_code: int, message_json: str) -> None:
+def checkpoint(claim: Claim, message: Message) -> None:
     """A provider has the message: keep what must be recorded, so a repeat can finish the work."""
-    records.checkpoint(claim.key, claim.token, status_code, message_json)
+    records.checkpoint(claim.key, claim.token, message.model_dump_json())
 
 
 def _repeat(
-    record: IdempotencyRecord, fingerprint: str, resume: Callable[[IdempotencyRecord], Outcome] | None
-) -> Outcome:
+    record: records.IdempotencyRecord,
+    fingerprint: str,
+    encode: Callable[[T], dict[str, Any]],
+    decode: Callable[[dict[str, Any]], T],
+    resume: Callable[[Message], T] | None,
+) -> Done[T]:
     if record.fingerprint != fingerprint:
-        return error(
-            422,
+        raise Refused(
+            RefusalKind.UNPROCESSABLE,
             "idempotency_key_reused",
             "this Idempotency-Key was already used with a different request; send a new key for a new request",
         )
     if record.state == records.SENT and resume is not None and record.message is not None:
-        return resume(record)
+        result = resume(Message.model_validate_json(record.message))  # SentNotRecorded: still not
+        _complete(record.key, record.token, {"result": encode(result)})
+        return Done(result, replayed=True)
     if record.state != records.COMPLETED:
-        return error(409, "idempotency_key_in_progress", "a request with this Idempotency-Key is in progress")
-    body = json.loads(record.response_body or "{}")
-    return Outcome(int(record.status_code or 500), body, dict(REPLAYED))
+        raise Refused(
+            RefusalKind.IN_PROGRESS, "idempotency_key_in_progress", "a request with this Idempotency-Key is in progress"
+        )
+    outcome = json.loads(record.response_body or "{}")
+    if "refused" in outcome:
+        given = outcome["refused"]
+        refused = Refused(RefusalKind(given["kind"]), given["code"], given["message"], given.get("details"))
+        refused.replayed = True
+        raise refused
+    return Done(decode(outcome["result"]), replayed=True)
+
+
+def _refusal(refused: Refused) -> dict[str, Any]:
+    return {"kind": refused.kind.value, "code": refused.code, "message": refused.message, "details": refused.details}
+
+
+def _complete(key: str, token: str, outcome: dict[str, Any]) -> None:
+    try:
+        records.complete(key, token, json.dumps(outcome, separators=(",", ":")))
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        logger.warning("idempotency record not completed; the key is released", extra={"error": type(exc).__name__})
+        release(Claim(key, token))
 
 
 def release(claim: Claim | None) -> None:
@@ -161,5 +146,5 @@ def release(claim: Claim | None) -> None:
         return
     try:
         records.release(claim.key, claim.token)
-    except Exception as exc:  # the claim then stays until it expires; the key answers 409 meanwhile
+    except Exception as exc:  # the claim then stays until it expires; the key answers "in progress"
         logger.error("idempotency claim not released", extra={"error": type(exc).__name__})

@@ -8,13 +8,10 @@ the code when the customer comes back is services/link_redemption.py.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from pydantic import ValidationError
-
-from chalicelib.api.models import LinkRequest, message_view
-from chalicelib.api.reply_models import validation_problem
+from chalicelib.api.models import LinkRequest
 from chalicelib.config import settings
 from chalicelib.domain.agents import Agent
 from chalicelib.domain.links import (
@@ -26,13 +23,13 @@ from chalicelib.domain.links import (
     new_link,
     sign_token,
 )
-from chalicelib.domain.messages import utcnow
+from chalicelib.domain.messages import Message, utcnow
 from chalicelib.domain.outbound import OutboundMessage, Purpose, Sender, SenderType
-from chalicelib.domain.replies import ProviderUnavailable, Refused
+from chalicelib.domain.replies import RefusalKind, Refused
 from chalicelib.observability import logger
 from chalicelib.services import idempotency, outbound
-from chalicelib.services.errors import InvalidRequest, SentNotRecorded, is_storage_failure
-from chalicelib.services.idempotency import Claim, Outcome, error, refusal, sent_not_recorded, unreachable
+from chalicelib.services.errors import InvalidRequest, SentNotRecorded, Unavailable, is_storage_failure
+from chalicelib.services.idempotency import Claim, Done
 from chalicelib.services.link_redemption import identity_history, link_secret, redeem_token
 from chalicelib.store import agents as agent_store
 from chalicelib.store import customers as customer_store
@@ -61,36 +58,59 @@ def _webchat_url(link: Link) -> str:
     return f"{settings().public_base_url.rstrip('/')}/webchat?link={token}"
 
 
-def create_link(conversation_id: str, payload: Any, idempotency_key: str | None = None) -> Outcome:
-    """Create a link and send the invitation on the customer's current (or the given) channel."""
-    try:
-        request = LinkRequest.model_validate(payload)
-    except ValidationError as exc:
-        return error(400, "invalid_request", validation_problem(exc))
+@dataclass(frozen=True)
+class Invitation:
+    """A link made and its invitation sent (the message a provider took, or refused for good)."""
+
+    code: str
+    target: LinkTarget
+    expires_at: datetime
+    url: str | None
+    message: Message
+
+
+def create_link(conversation_id: str, request: LinkRequest, idempotency_key: str | None = None) -> Done[Invitation]:
+    """Create a link and send the invitation on the customer's current (or the given) channel.
+    Raises Refused, ProviderUnavailable / Unavailable (nothing sent), SentNotRecorded."""
     return idempotency.run(
         idempotency_key,
         f"link:{conversation_id}",
         request.model_dump(mode="json"),
         lambda claim: _invite(conversation_id, request, claim),
+        encode=lambda invitation: {
+            "code": invitation.code,
+            "target": invitation.target.value,
+            "expires_at": invitation.expires_at.isoformat(),
+            "url": invitation.url,
+            "message": invitation.message.model_dump(mode="json"),
+        },
+        decode=lambda data: Invitation(
+            code=data["code"],
+            target=LinkTarget(data["target"]),
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            url=data["url"],
+            message=Message.model_validate(data["message"]),
+        ),
     )
 
 
-def _invite(conversation_id: str, request: LinkRequest, claim: Claim | None) -> Outcome:
+def _invite(conversation_id: str, request: LinkRequest, claim: Claim | None) -> Invitation:
     try:
         conversation = thread.get_conversation(conversation_id)
         if conversation is None:
-            raise Refused(404, "not_found", f"no conversation '{conversation_id}'")
+            raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no conversation '{conversation_id}'")
         customer = customer_store.get_customer(conversation.customer_id)
         if customer is None:
-            raise Refused(404, "not_found", f"the customer of conversation '{conversation_id}' no longer exists")
+            raise Refused(
+                RefusalKind.NOT_FOUND, "not_found", f"the customer of conversation '{conversation_id}' no longer exists"
+            )
         agent = _agent(request.agent_id)
         link = _allocate(customer.id, conversation.id, request.target, request.agent_id or "api")
         url = _webchat_url(link) if request.target is LinkTarget.WEBCHAT else None
-        text = _invitation(link, url)
         delivered = outbound.send(
             OutboundMessage(
                 purpose=Purpose.LINK_INVITATION,
-                text=text,
+                text=_invitation(link, url),
                 channel=request.via,
                 sender=Sender(SenderType.AGENT, agent.id) if agent else Sender(),
             ),
@@ -99,41 +119,23 @@ def _invite(conversation_id: str, request: LinkRequest, claim: Claim | None) -> 
             agent=agent,
             claim=claim,
         )
-    except Refused as refused:
-        return refusal(refused)
-    except ProviderUnavailable as exc:
-        return unreachable(exc)
     except SentNotRecorded as exc:
-        return sent_not_recorded(exc, claim, "do not resend it")
+        raise SentNotRecorded(f"{exc}; do not resend it") from exc
     except Exception as exc:
         if not is_storage_failure(exc):
             raise
         logger.warning("link not sent", extra={"error": type(exc).__name__})
-        return error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
-    invitation = message_view(delivered.message)
-    if delivered.rejected:
-        message = delivered.message
-        text = (
-            f"{message.provider} refused the invitation (error {message.error_code}: {message.error_message}); "
-            f"it is stored as {message.id} with status failed"
-        )
-        return Outcome(502, {"error": {"code": "provider_error", "message": text}})
-    view = {
-        "code": f"LINK-{link.code}",
-        "target": request.target.value,
-        "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
-        "url": url,
-        "invitation": invitation,
-    }
-    return Outcome(201, view)
+        raise Unavailable("the hub's storage is unavailable; nothing was sent; retry") from exc
+    return Invitation(f"LINK-{link.code}", request.target, link.expires_at, url, delivered.message)
 
 
 def _agent(agent_id: str | None) -> Agent | None:
+    """The agent sending the invitation; None for an automation or a bot."""
     if agent_id is None:
         return None
     agent = agent_store.get_agent(agent_id)
     if agent is None:
-        raise Refused(404, "not_found", f"no agent '{agent_id}'")
+        raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no agent '{agent_id}'")
     return agent
 
 

@@ -26,10 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from chalicelib.api.notification_models import CustomerRef, NotificationRequest, notification_view
-from chalicelib.api.reply_models import validation_problem
 from chalicelib.channels import registry
 from chalicelib.config import settings
 from chalicelib.domain.consent import Block, default_channels, quiet_hours_end
@@ -52,13 +49,14 @@ from chalicelib.domain.notifications import (
 from chalicelib.domain.outbound import OutboundMessage, Purpose, Template
 from chalicelib.domain.replies import (
     ProviderUnavailable,
+    RefusalKind,
     Refused,
 )
 from chalicelib.domain.timers import DeliveryFailed
 from chalicelib.observability import logger
 from chalicelib.services import idempotency, outbound, timers
 from chalicelib.services.errors import NotFound, SentNotRecorded, Unavailable, is_storage_failure
-from chalicelib.services.idempotency import Outcome, error
+from chalicelib.services.idempotency import Done
 from chalicelib.services.outbound import AnnounceFailed, Companion, NotRecorded
 from chalicelib.store import customers as customer_store
 from chalicelib.store import notifications as store
@@ -101,51 +99,50 @@ def _is_storage_failure(exc: Exception) -> bool:
     return is_storage_failure(exc) or isinstance(exc, store.Lost)
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> Outcome:
-    headers = {"Retry-After": str(RETRY_SECONDS // 12)} if status == 503 else {}
-    return error(status, code, message, headers, **extra)
-
-
 # --- POST /v1/notifications ----------------------------------------------------------------------------
 
 
-def create_notification(payload: Any, idempotency_key: str | None = None, *, now: datetime | None = None) -> Outcome:
-    """Send (or schedule) a notification; never raises for anything a client can send."""
+def create_notification(
+    request: NotificationRequest, idempotency_key: str | None = None, *, now: datetime | None = None
+) -> Done[Notification]:
+    """Send (or schedule) a notification: the notification as it stands (sent or scheduled).
+    Raises Refused (nothing sent: no eligible channel, unknown customer, not configured, or every
+    provider refused it), Unavailable (nothing sent: retry), SentButNotRecorded."""
     now = now or utcnow()
-    try:
-        request = NotificationRequest.model_validate(payload)
-    except ValidationError as exc:
-        return _error(400, "invalid_request", validation_problem(exc))
     return idempotency.run(
-        idempotency_key, "notification", request.fingerprint_data(), lambda claim: _guarded_run(request, now), now=now
+        idempotency_key,
+        "notification",
+        request.fingerprint_data(),
+        lambda claim: _guarded_run(request, now),
+        encode=lambda notification: notification.model_dump(mode="json"),
+        decode=Notification.model_validate,
+        now=now,
     )
 
 
-def _guarded_run(request: NotificationRequest, now: datetime) -> Outcome:
+def _guarded_run(request: NotificationRequest, now: datetime) -> Notification:
     try:
         return _run(request, now)
-    except SentButNotRecorded as exc:
-        # The key (if any) stays claimed: a repeat gets 409 rather than a second message.
-        outcome = _error(503, "temporarily_unavailable", str(exc))
-        return Outcome(outcome.status_code, outcome.body, outcome.headers, keep_claim=True)
+    except SentButNotRecorded:
+        raise  # the key (if any) stays claimed: a repeat is "in progress" rather than a second message
     except Exception as exc:
         if not _is_storage_failure(exc):
             raise
         logger.warning("notification not handled", extra={"error": type(exc).__name__})
-        return _error(503, "temporarily_unavailable", "the hub's storage is unavailable; nothing was sent; retry")
+        raise Unavailable("the hub's storage is unavailable; nothing was sent; retry") from exc
 
 
-def _run(request: NotificationRequest, now: datetime) -> Outcome:
+def _run(request: NotificationRequest, now: datetime) -> Notification:
     try:
         config = notification_settings()
     except TemplateError as exc:
-        return _error(503, "not_configured", str(exc))
+        raise Refused(RefusalKind.NOT_CONFIGURED, "not_configured", str(exc)) from None
     try:
         customer, new_identity = _resolve_customer(request.customer)
     except InvalidIdentity as exc:
-        return _error(400, "invalid_request", f"customer: {exc}")
+        raise Refused(RefusalKind.INVALID, "invalid_request", f"customer: {exc}") from None
     except NotFound as exc:
-        return _error(404, "not_found", str(exc))
+        raise Refused(RefusalKind.NOT_FOUND, "not_found", str(exc)) from None
     notification = Notification(
         id=new_id("ntf"),
         customer_id=customer.id,
@@ -177,11 +174,11 @@ def _run(request: NotificationRequest, now: datetime) -> Outcome:
             if isinstance(plan, Block)
         }
         summary = "; ".join(f"{name}: {why['reason']}" for name, why in reasons.items())
-        return _error(
-            422,
+        raise Refused(
+            RefusalKind.UNPROCESSABLE,
             "no_eligible_channel",
             f"no channel can take this notification ({summary}); nothing was sent",
-            channels=reasons,
+            {"channels": reasons},
         )
     if new_identity is not None:
         customer = _create_customer(new_identity, customer)
@@ -196,30 +193,27 @@ def _run(request: NotificationRequest, now: datetime) -> Outcome:
         logger.info(
             "notification scheduled", extra={"notification_id": held.id, "scheduled_for": quiet_until.isoformat()}
         )
-        return Outcome(202, notification_view(held), {"Location": f"/v1/notifications/{held.id}"})
+        return held
     store.create_notification(notification)
     conversation = _conversation(customer)
     result = _send_through(notification, customer, conversation, notification.channels, now, config)
-    return _answer(result.finish(now), result)
+    return _sent_or_refused(result.finish(now), result)
 
 
-def _answer(notification: Notification, result: _Round) -> Outcome:
-    body = notification_view(notification)
-    location = {"Location": f"/v1/notifications/{notification.id}"}
+def _sent_or_refused(notification: Notification, result: _Round) -> Notification:
     if notification.status is NotificationStatus.SENT:
-        return Outcome(202, body, location)
+        return notification
+    details = {"notification": notification_view(notification)}
     if result.only_unavailable:
-        return _error(
-            503,
-            "temporarily_unavailable",
+        raise Unavailable(
             f"no provider could be reached; nothing was sent (notification {notification.id} is failed); retry",
-            notification=body,
+            details,
         )
-    return _error(
-        502,
+    raise Refused(
+        RefusalKind.PROVIDER_REFUSED,
         "provider_error",
         f"every eligible channel was refused by its provider; see the attempts of notification {notification.id}",
-        notification=body,
+        details,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.api.notification_models import NotificationRequest, notification_view
 from chalicelib.config import settings
 from chalicelib.domain.timers import WebchatReplySent
 from chalicelib.observability import logger
@@ -33,14 +34,13 @@ def handle_timer(reply: WebchatReplySent) -> dict[str, Any] | None:
         url = links.webchat_return_url(reply.customer_id, reply.conversation_id, f"offline_fallback:{message.id}")
         summary = message.body if len(message.body) <= SUMMARY_CHARS else message.body[: SUMMARY_CHARS - 1] + "…"
         text = f"{reply.agent_name} replied to your chat: {summary}\nContinue the conversation here: {url}"
-        outcome = notifications.create_notification(
-            {"customer": {"id": reply.customer_id}, "text": text}, f"offline-{message.id}"
-        )
+        request = NotificationRequest.model_validate({"customer": {"id": reply.customer_id}, "text": text})
+        done = notifications.create_notification(request, f"offline-{message.id}")
     except Exception as exc:  # the reply stands; the fallback must never turn it into an error
         logger.warning("offline fallback failed", extra={"message_id": message.id, "error": type(exc).__name__})
         return None
     logger.info(
         "offline fallback",
-        extra={"message_id": message.id, "status": outcome.status_code, "customer_id": reply.customer_id},
+        extra={"message_id": message.id, "notification_id": done.result.id, "customer_id": reply.customer_id},
     )
-    return outcome.body if outcome.status_code < 300 else None
+    return notification_view(done.result)

@@ -40,8 +40,16 @@ from chalicelib.domain.agents import Agent
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.ids import id_datetime, new_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Media, Message, utcnow
-from chalicelib.domain.outbound import OutboundMessage, Purpose, SenderType, choose, email_body, plan
-from chalicelib.domain.replies import InboundEmail, ProviderRejected, Refused, ReplyPlan, SentMessage
+from chalicelib.domain.outbound import (
+    OutboundMessage,
+    Purpose,
+    SenderType,
+    choose,
+    email_body,
+    ordered_parameters,
+    plan,
+)
+from chalicelib.domain.replies import InboundEmail, ProviderRejected, RefusalKind, Refused, ReplyPlan, SentMessage
 from chalicelib.observability import logger
 from chalicelib.services import delivery_status, email_unsubscribe, events
 from chalicelib.services.errors import SentNotRecorded, is_storage_failure
@@ -112,7 +120,9 @@ def send(
     missing = module.missing_settings(channel.value)
     if missing:
         raise Refused(
-            503, "channel_not_configured", f"{channel.value} messages are not configured: set {', '.join(missing)}"
+            RefusalKind.NOT_CONFIGURED,
+            "channel_not_configured",
+            f"{channel.value} messages are not configured: set {', '.join(missing)}",
         )
     message_id = new_id("msg")
     outgoing = _outgoing(request, planned, customer, message_id, claim)
@@ -128,7 +138,6 @@ def send(
                 "status_updated_at": id_datetime(message_id),
             }
         )
-        status = 502
     else:
         message = _message(message_id, request, customer, conversation, planned, agent).model_copy(
             update={
@@ -137,9 +146,8 @@ def send(
                 "sender_address": sent.sender_address,
             }
         )
-        status = 201
     logger.info(
-        "message sent" if status == 201 else "message refused by the provider",
+        "message refused by the provider" if message.status is DeliveryStatus.FAILED else "message sent",
         extra={
             "message_id": message.id,
             "purpose": request.purpose.value,
@@ -153,7 +161,7 @@ def send(
     extra = companion(message) if companion else None
     try:
         if claim is not None:
-            checkpoint(claim, status, message.model_dump_json())
+            checkpoint(claim, message)
         record(message, extra.writes if extra else None)
     except Exception as exc:
         if not (is_storage_failure(exc) or (extra is not None and isinstance(exc, extra.writes.lost))):
@@ -288,14 +296,9 @@ def _outgoing(
         retry_key=f"{customer.id}:{claim.key}" if claim else None,
         template=(template.meta_name if planned.provider == "meta" else template.content_sid) if template else None,
         template_language=settings().meta_whatsapp_template_language if template and template.meta_name else None,
-        template_parameters=tuple(params[key] for key in sorted(params, key=_parameter_order)),
+        template_parameters=ordered_parameters(params),
         template_variables=dict(params) if template and template.content_sid else {},
     )
-
-
-def _parameter_order(key: str) -> tuple[int, str]:
-    """Template parameters {{1}}, {{2}}, ... in number order (`10` after `9`), named ones after."""
-    return (int(key), "") if key.isdigit() else (1 << 30, key)
 
 
 def _unsubscribe(customer: Customer) -> tuple[str, dict[str, str]]:

@@ -267,15 +267,15 @@ def _announce_customer(customer: Any) -> None:
 
 def _redeem_link(token: str, visitor: Identity) -> None:
     """A handoff link (`/webchat?link=...`) binds this visitor to the customer who was invited."""
-    from chalicelib.services import links
+    from chalicelib.services import link_redemption
 
-    links.redeem_token(token, visitor)
+    link_redemption.redeem_token(token, visitor)
 
 
 # --- Messages ------------------------------------------------------------------------------------
 
 
-def post_message(token: str | None, payload: Any, now: datetime | None = None) -> tuple[int, dict[str, Any]]:
+def post_message(token: str | None, payload: Any, now: datetime | None = None) -> dict[str, Any]:
     """`POST /webchat/messages`: the visitor writes; the message joins the thread and goes to routing.
 
     A repeat with the same `client_id` stores nothing new and answers 200 with the first message."""
@@ -307,7 +307,7 @@ def post_message(token: str | None, payload: Any, now: datetime | None = None) -
     notice = getattr(result, "notice", None)
     if notice:
         body["notice"] = notice
-    return (200 if result.duplicate else 201), body
+    return body
 
 
 def _message_time(message_id: str) -> datetime:

@@ -6,7 +6,7 @@
 
 A record moves `in_progress` (claimed by one request, by a conditional put) → `sent` (the provider
 answered; the message to store is checkpointed on the record) → `completed` (stored, announced,
-and the answer fixed). It lives 24 hours: `expires_at` (epoch seconds) is the table's TTL
+and the outcome fixed). It lives 24 hours: `expires_at` (epoch seconds) is the table's TTL
 attribute, but TTL deletion is never relied on: a record past `expires_at` counts as absent and
 a new claim overwrites it.
 """
@@ -39,9 +39,8 @@ class IdempotencyRecord:
     token: str
     created_at: str
     expires_at: int
-    status_code: int | None = None
-    response_body: str | None = None  # JSON of an answer that carries no message (a refusal)
-    message: str | None = None  # JSON of the thread message the request sent (answers derive from it)
+    response_body: str | None = None  # JSON of the outcome: {"result": ...} or {"refused": ...}
+    message: str | None = None  # JSON of the message a provider took, until it is recorded
 
     def live(self, now: datetime) -> bool:
         return self.expires_at > int(now.timestamp())
@@ -55,7 +54,6 @@ def _record(item: dict[str, Any]) -> IdempotencyRecord:
         token=str(item["claim_token"]),
         created_at=str(item["created_at"]),
         expires_at=int(item["expires_at"]),
-        status_code=int(item["status_code"]) if item.get("status_code") is not None else None,
         response_body=item.get("response_body"),
         message=item.get("message"),
     )
@@ -103,40 +101,25 @@ def get(key: str, now: datetime) -> IdempotencyRecord | None:
     return record if record.live(now) else None
 
 
-def checkpoint(key: str, token: str, status_code: int, message_json: str) -> None:
+def checkpoint(key: str, token: str, message_json: str) -> None:
     """The provider has answered: keep what must be stored, so a retry can finish the work."""
     table.update(
         idempotency_key(key),
-        "SET #state = :sent, status_code = :status, message = :message",
+        "SET #state = :sent, message = :message",
         {"#state": "state"},
-        {":sent": SENT, ":status": status_code, ":message": message_json, ":token": token, ":claimed": IN_PROGRESS},
+        {":sent": SENT, ":message": message_json, ":token": token, ":claimed": IN_PROGRESS},
         condition="#state = :claimed AND claim_token = :token",
     )
 
 
-def complete(
-    key: str,
-    token: str,
-    status_code: int,
-    *,
-    response_body: str | None = None,
-    message_json: str | None = None,
-) -> bool:
-    """Fix the answer every repeat of the request gets; False if another request completed it."""
-    sets = ["#state = :done", "status_code = :status"]
-    values: dict[str, Any] = {":done": COMPLETED, ":status": status_code, ":token": token}
-    if response_body is not None:
-        sets.append("response_body = :body")
-        values[":body"] = response_body
-    if message_json is not None:
-        sets.append("message = :message")
-        values[":message"] = message_json
+def complete(key: str, token: str, response_body: str) -> bool:
+    """Fix the outcome every repeat of the request gets; False if another request completed it."""
     try:
         table.update(
             idempotency_key(key),
-            "SET " + ", ".join(sets),
+            "SET #state = :done, response_body = :body",
             {"#state": "state"},
-            values,
+            {":done": COMPLETED, ":token": token, ":body": response_body},
             condition="attribute_exists(pk) AND claim_token = :token AND #state <> :done",
         )
     except ConditionFailed:

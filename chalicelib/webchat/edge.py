@@ -97,8 +97,8 @@ def messages(request: Any, lambda_context: Any = None) -> Response:
         return _preflight(request)
 
     def post() -> Response:
-        status, body = webchat.post_message(_bearer(request), _json_body(request))
-        return _json(status, body)
+        body = webchat.post_message(_bearer(request), _json_body(request))
+        return _json(posted_status(body), body)
 
     def poll() -> Response:
         from chalicelib.http.requests import query_value
@@ -216,6 +216,11 @@ def cors_headers(request: Any) -> dict[str, str]:
     headers["Access-Control-Allow-Origin"] = "*" if "*" in settings().allowed_origins else origin
     headers["Access-Control-Expose-Headers"] = "Retry-After, WWW-Authenticate"
     return headers
+
+
+def posted_status(body: dict[str, Any]) -> int:
+    """201 for a new message; 200 for a repeat of the same client_id (nothing new was stored)."""
+    return 200 if body["duplicate"] else 201
 
 
 def _preflight(request: Any) -> Response:

@@ -88,7 +88,7 @@ def hub_with_providers(hub: Hub, sandbox: ProviderSandbox, monkeypatch: pytest.M
 
 
 def reply(conversation_id: str, key: str | None = None, **fields: Any):
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     return send_reply(conversation_id, {"agent_id": AGENT, **fields}, key)
 
@@ -306,7 +306,7 @@ def test_a_messaging_service_sends_when_configured(
 
 
 def test_whatsapp_window_closed_is_a_422_and_nothing_is_sent(hub_with_providers: Hub, sandbox: ProviderSandbox) -> None:
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     conversation_id = whatsapp_then_sms_customer()
 
@@ -607,9 +607,10 @@ def test_an_email_reply_threads_under_the_customers_latest_email(
     [content] = mail["content"]
     assert content["type"] == "text/plain" and content["value"].startswith("It ships today.")
     assert one_click in content["value"], "the footer carries the same one-click link"
-    from chalicelib.services import consent, customers
+    from chalicelib.http.unsubscribe import unsubscribe_page
+    from chalicelib.services import customers
 
-    page = consent.unsubscribe_page(one_click.rsplit("/", 1)[1], "POST")
+    page = unsubscribe_page(one_click.rsplit("/", 1)[1], "POST")
     assert page.status_code == 200
     assert "email" in customers.get_customer(outcome.body["customer_id"]).opted_out
     assert mail["custom_args"] == {"hub_message_id": outcome.body["id"]}

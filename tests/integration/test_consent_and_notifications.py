@@ -10,11 +10,10 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Union
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from pydantic import BaseModel, Field, ValidationError
 
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, StatusUpdate
 from chalicelib.domain.notifications import NotificationDue
@@ -46,28 +45,7 @@ def sandbox() -> Iterator[ProviderSandbox]:
 
 
 @pytest.fixture
-def timer_union(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until NotificationDue is in domain/routing_task.py's TimerMessage union, timers.schedule is
-    given a Timer model that accepts it (a no-op once the union has it)."""
-    from chalicelib.domain import routing_task
-    from chalicelib.services import timers
-
-    try:
-        routing_task.Timer(due_at=T0, message=NotificationDue(notification_id="ntf_x"))  # type: ignore[arg-type]
-        return
-    except ValidationError:
-        pass
-    members = (*routing_task.TimerMessage.__origin__.__args__, NotificationDue)  # type: ignore[attr-defined]
-
-    class Timer(BaseModel):
-        due_at: datetime
-        message: Annotated[Union[members], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
-
-    monkeypatch.setattr(timers, "Timer", Timer)
-
-
-@pytest.fixture
-def hub_ready(hub: Hub, sandbox: ProviderSandbox, monkeypatch: pytest.MonkeyPatch, timer_union: None) -> Hub:
+def hub_ready(hub: Hub, sandbox: ProviderSandbox, monkeypatch: pytest.MonkeyPatch) -> Hub:
     """The hub sending through the sandbox, with consent and notification settings."""
     sandbox.clear()
     settings = {
@@ -154,7 +132,7 @@ def timers_queued(hub: Hub) -> list[dict[str, Any]]:
 
 
 def notify(now: datetime = T0, key: str | None = None, **body: Any) -> Any:
-    from chalicelib.services.notifications import create_notification
+    from chalicelib.http.notifications import create_notification
 
     return create_notification({"customer": {"phone": PHONE}, **body}, key, now=now)
 
@@ -304,7 +282,8 @@ def test_the_routing_hook_keeps_keywords_away_from_agents(hub_ready: Hub, sandbo
 
 
 def test_a_notification_to_a_customer_opted_out_everywhere_is_a_422(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
-    from chalicelib.services.consent import unsubscribe_link, unsubscribe_page
+    from chalicelib.http.unsubscribe import unsubscribe_page
+    from chalicelib.services.consent import unsubscribe_link
 
     # Given a customer who stopped SMS and WhatsApp, and unsubscribed from email
     keyword("SMo1", PHONE, "STOP")
@@ -376,13 +355,14 @@ def test_a_failed_delivery_falls_back_to_the_next_channel(hub_ready: Hub, sandbo
     assert item["notification_id"]["S"] == sent["id"]
     assert notification_store.notification_for_message(sent["message_id"]) == sent["id"]
 
-    # When Twilio reports the SMS undelivered (what record_status will hand to the hook)
+    # When Twilio reports the SMS undelivered, and the timer worker handles the failure it queued
     update = StatusUpdate(
         provider="twilio", provider_message_id=sms_record["id"], status=DeliveryStatus.UNDELIVERED, error_code="30003"
     )
     crm_events(hub_ready)
-    record_status(update)  # (once the hook is in record_status, this alone falls back)
-    on_status(sent["message_id"], "undelivered", error_code="30003", now=T0 + timedelta(minutes=1))
+    timers_queued(hub_ready)
+    record_status(update)
+    assert hub_ready.run_timers() == 1
 
     # Then the notification went out by email
     view = get_notification(sent["id"])
@@ -528,7 +508,8 @@ def test_a_timer_that_fires_early_in_new_quiet_hours_waits_again(hub_ready: Hub,
 
 
 def test_email_carries_one_click_unsubscribe_and_the_link_works(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
-    from chalicelib.services.consent import unsubscribe_headers, unsubscribe_page
+    from chalicelib.http.unsubscribe import unsubscribe_page
+    from chalicelib.services.consent import unsubscribe_headers
 
     customer, _, _ = write_in("SMe", PHONE, "hi", at=T0)
     set_profile(customer.id, email="ada@example.com", name="Ada Lovelace")
@@ -605,7 +586,7 @@ def test_an_email_to_the_mailto_address_unsubscribes(hub_ready: Hub, sandbox: Pr
 
 
 def test_a_new_phone_creates_the_customer_and_a_key_replays(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
-    from chalicelib.services.notifications import create_notification
+    from chalicelib.http.notifications import create_notification
 
     body = {"customer": {"phone": "(501) 555-0123"}, "text": "Welcome to Acme", "channels": ["sms"]}
 
@@ -627,8 +608,9 @@ def test_a_new_phone_creates_the_customer_and_a_key_replays(hub_ready: Hub, sand
 
 
 def test_refusals_of_the_request(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
+    from chalicelib.http.notifications import create_notification
     from chalicelib.services.errors import NotFound
-    from chalicelib.services.notifications import create_notification, get_notification
+    from chalicelib.services.notifications import get_notification
 
     assert create_notification({"customer": {"id": "cus_nope"}, "text": "x"}).status_code == 404
     assert create_notification({"customer": {"phone": "not a phone"}, "text": "x"}).status_code == 400

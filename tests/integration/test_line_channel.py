@@ -126,7 +126,7 @@ def thread_of(user: str = CUSTOMER) -> list[Any]:
 
 
 def reply(user: str = CUSTOMER, key: str | None = None, now=None, **fields: Any):
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     found = customer_of(user)
     assert found is not None

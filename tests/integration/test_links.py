@@ -20,7 +20,7 @@ def created_link(
     conversation_id: str, target: Any, agent_id: str | None = AGENT, via: str | None = None, key: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     """POST /v1/conversations/{id}/links as the route calls it: (status, body)."""
-    from chalicelib.services import links
+    from chalicelib.http import links
 
     body: dict[str, Any] = {"target": target.value if hasattr(target, "value") else target}
     if agent_id is not None:

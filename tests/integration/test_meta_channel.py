@@ -163,7 +163,7 @@ def meta_records(sandbox: ProviderSandbox) -> list[dict[str, Any]]:
 
 
 def reply(conversation_id: str, body: str, **fields: Any):
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     now = fields.pop("now", None)
     return send_reply(conversation_id, {"agent_id": AGENT, "body": body, **fields}, None, now=now)

@@ -44,8 +44,8 @@ def texts_to(sandbox: ProviderSandbox, number: str) -> list[str]:
 def test_a_reply_to_a_visitor_who_left_also_goes_out_by_sms_with_a_link_back(
     hub_with_providers: Hub, sandbox: ProviderSandbox
 ) -> None:
+    from chalicelib.http.replies import send_reply
     from chalicelib.services import links
-    from chalicelib.services.replies import send_reply
 
     customer_id, conversation_id = webchat_customer("visitor-gone")
 
@@ -67,8 +67,8 @@ def test_a_reply_to_a_visitor_who_left_also_goes_out_by_sms_with_a_link_back(
 def test_a_visitor_still_on_the_page_is_not_notified_elsewhere(
     hub_with_providers: Hub, sandbox: ProviderSandbox
 ) -> None:
+    from chalicelib.http.replies import send_reply
     from chalicelib.services import webchat
-    from chalicelib.services.replies import send_reply
 
     _, conversation_id = webchat_customer("visitor-here")
     webchat.touch(conversation_id)
@@ -80,8 +80,8 @@ def test_a_visitor_still_on_the_page_is_not_notified_elsewhere(
 
 def test_a_visitor_who_opted_out_of_sms_is_not_texted(hub_with_providers: Hub, sandbox: ProviderSandbox) -> None:
     from chalicelib.domain.messages import utcnow
+    from chalicelib.http.replies import send_reply
     from chalicelib.services import consent
-    from chalicelib.services.replies import send_reply
 
     customer_id, conversation_id = webchat_customer("visitor-stopped")
     consent.set_consent(customer_id, Channel.SMS, opted_out=True, at=utcnow())

@@ -105,7 +105,7 @@ def history(customer_id: str) -> list[dict[str, Any]]:
 
 
 def reply(conversation_id: str, key: str | None = None, **fields: Any) -> Any:
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     return send_reply(conversation_id, {"agent_id": AGENT, **fields}, key)
 
@@ -686,9 +686,9 @@ def test_the_emulator_shows_what_bot_setup_looks_like_and_delivers_updates(tg: T
 
 
 def test_a_notification_reaches_a_telegram_customer_and_joins_their_thread(tg: TelegramHub) -> None:
+    from chalicelib.http.notifications import create_notification
     from chalicelib.services import customers
     from chalicelib.services.ingest import ingest
-    from chalicelib.services.notifications import create_notification
 
     stored = ingest(chat_message_from("4242", "tg-notify-1"))
     outcome = create_notification(

@@ -55,11 +55,13 @@ def start(**payload: Any) -> dict[str, Any]:
 
 def send(token: str, body: str, client_id: str | None = None) -> tuple[int, dict[str, Any]]:
     from chalicelib.services import webchat
+    from chalicelib.webchat.edge import posted_status
 
     payload: dict[str, Any] = {"body": body}
     if client_id is not None:
         payload["client_id"] = client_id
-    return webchat.post_message(token, payload)
+    answer = webchat.post_message(token, payload)
+    return posted_status(answer), answer
 
 
 def poll(token: str, after: str | None = None, wait: float = 0) -> dict[str, Any]:

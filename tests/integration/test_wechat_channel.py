@@ -117,7 +117,7 @@ def messages_of(conversation_id: str) -> list[Any]:
 
 
 def reply(conversation_id: str, body: str, key: str | None = None) -> Any:
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     return send_reply(conversation_id, {"agent_id": AGENT, "body": body, "channel": "wechat"}, key)
 
@@ -283,7 +283,7 @@ def test_replies_reach_wechat_with_one_token_fetch_shared_through_dynamodb(wecha
 
 
 def test_media_urls_go_out_as_links_in_the_text(wechat: WeChatHub) -> None:
-    from chalicelib.services.replies import send_reply
+    from chalicelib.http.replies import send_reply
 
     conversation_id = wechat_customer()
     outcome = send_reply(

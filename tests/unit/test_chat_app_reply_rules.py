@@ -12,7 +12,8 @@ import pytest
 from chalicelib.domain.customers import Customer, ReplyToken
 from chalicelib.domain.identity import InvalidIdentity, channel_identity, user_id_identity
 from chalicelib.domain.messages import Channel
-from chalicelib.domain.replies import HUMAN_AGENT_TAG, Refused, channels_for, choose_channel, plan_reply
+from chalicelib.domain.replies import HUMAN_AGENT_TAG, Refused, channels_for, choose_channel
+from tests.support.reply_plans import plan_reply
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -115,6 +115,7 @@ def test_without_a_channel_secret_every_request_is_refused(monkeypatch: pytest.M
 def test_an_empty_events_list_is_the_consoles_connectivity_check() -> None:
     assert parsed("connectivity_check.json") == []
     assert line.acknowledgement(BatchOutcome()) == "OK"
+    assert line.ACKNOWLEDGEMENT_TYPE == "text/plain; charset=utf-8"
 
 
 def test_a_text_message_from_a_user() -> None:

@@ -179,6 +179,7 @@ def test_a_handshake_without_a_usable_challenge_is_malformed() -> None:
 
 def test_the_acknowledgement_is_meta_s_event_received() -> None:
     assert meta.acknowledgement(object()) == "EVENT_RECEIVED"
+    assert meta.ACKNOWLEDGEMENT_TYPE == "text/plain; charset=utf-8"
 
 
 # --- WhatsApp messages -------------------------------------------------------------------------------

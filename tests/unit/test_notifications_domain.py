@@ -261,6 +261,7 @@ def test_whatsapp_cloud_customers_get_meta_templates_outside_the_window() -> Non
 
 
 def test_template_parameters_go_in_number_order() -> None:
-    from chalicelib.services.notifications import _parameter_order
+    from chalicelib.domain.outbound import ordered_parameters, parameter_order
 
-    assert sorted(["10", "2", "name", "1"], key=_parameter_order) == ["1", "2", "10", "name"]
+    assert sorted(["10", "2", "name", "1"], key=parameter_order) == ["1", "2", "10", "name"]
+    assert ordered_parameters({"10": "j", "2": "b", "name": "n", "1": "a"}) == ("a", "b", "j", "n")

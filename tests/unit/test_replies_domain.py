@@ -21,13 +21,13 @@ from chalicelib.domain.replies import (
     check_whatsapp_window,
     choose_channel,
     email_text,
-    plan_reply,
     recipient_for,
     reply_subject,
     reply_threading,
     request_fingerprint,
     whatsapp_address,
 )
+from tests.support.reply_plans import plan_reply
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

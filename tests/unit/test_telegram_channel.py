@@ -542,6 +542,7 @@ def test_no_wrong_value_anywhere_escapes_as_anything_but_malformed(name: str) ->
 
 def test_the_acknowledgement_is_a_plain_ok() -> None:
     assert telegram.acknowledgement(BatchOutcome()) == "ok"
+    assert telegram.ACKNOWLEDGEMENT_TYPE == "text/plain; charset=utf-8"
 
 
 def test_sending_needs_the_bot_token(monkeypatch: pytest.MonkeyPatch) -> None:

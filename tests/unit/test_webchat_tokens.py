@@ -21,7 +21,8 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.identity import Identity, IdentityKind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Media, Message
-from chalicelib.domain.replies import Refused, check_content, choose_channel, plan_reply, recipient_for
+from chalicelib.domain.replies import Refused, check_content, choose_channel, recipient_for
+from tests.support.reply_plans import plan_reply
 
 SECRET = "unit-webchat-session-secret-0123456789"
 JWT_SECRET = "unit-webchat-jwt-secret-" + "0123456789abcdef" * 4

@@ -146,6 +146,7 @@ def test_handshake_refuses_an_odd_echostr(echostr: str) -> None:
 
 def test_the_acknowledgement_is_success() -> None:
     assert wechat.acknowledgement(BatchOutcome()) == "success"
+    assert wechat.ACKNOWLEDGEMENT_TYPE == "text/plain; charset=utf-8"
 
 
 # --- Messages ---------------------------------------------------------------------------------------
