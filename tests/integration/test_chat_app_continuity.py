@@ -119,9 +119,9 @@ def test_a_chat_app_link_brings_the_new_identity_into_the_same_thread(
 
 def test_a_link_to_a_chat_app_the_business_has_not_set_up_is_refused(hub_with_providers: Hub) -> None:
     from chalicelib.domain.links import LinkTarget
-    from chalicelib.services.errors import InvalidRequest
     from chalicelib.services.ingest import ingest
 
     first = ingest(sms("SMchat-none", body="hi"))
-    with pytest.raises(InvalidRequest, match="no telegram address"):
-        created_link(first.conversation_id, LinkTarget.TELEGRAM)
+    status, refused = created_link(first.conversation_id, LinkTarget.TELEGRAM)
+    assert (status, refused["error"]["code"]) == (400, "invalid_request")
+    assert "no telegram address" in refused["error"]["message"]

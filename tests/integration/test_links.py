@@ -153,3 +153,42 @@ def test_a_refused_code_by_email_is_answered_by_email(hub_with_providers: Hub, s
     [mail] = [r["request"] for r in sandbox.records() if r["provider"] == "sendgrid"]
     assert mail["personalizations"][0]["to"][0]["email"] == "eve@example.com"
     assert "not valid" in mail["content"][0]["value"]
+
+
+def test_an_automation_sends_a_link_without_an_agent(hub_with_providers: Hub, sandbox: ProviderSandbox) -> None:
+    """The defect: a link request without `agent_id` was refused; bots and automations send links too."""
+    from chalicelib.domain.links import LinkTarget
+    from chalicelib.services import customers, links
+    from chalicelib.services.ingest import ingest
+
+    first = ingest(sms("SMauto-1", body="can we continue by email?"))
+
+    status, created = created_link(first.conversation_id, LinkTarget.EMAIL, agent_id=None)
+
+    assert status == 201, created
+    assert created["invitation"]["agent_id"] is None
+    [invitation] = texts_sent(sandbox)
+    assert created["code"] in invitation["Body"]
+    ingest(email_from("ada@example.com", f"here {created['code']}", "auto@mail.example.com"))
+    assert customers.find_customer(email="ada@example.com").id == first.customer_id
+    assert links.identity_history(first.customer_id)[0]["linked_by"] == "api"
+    # An agent named must exist
+    status, refused = created_link(first.conversation_id, LinkTarget.EMAIL, agent_id="nobody")
+    assert (status, refused["error"]["code"]) == (404, "not_found")
+
+
+def test_a_link_request_with_an_idempotency_key_sends_one_invitation(
+    hub_with_providers: Hub, sandbox: ProviderSandbox
+) -> None:
+    from chalicelib.domain.links import LinkTarget
+    from chalicelib.services.ingest import ingest
+
+    first = ingest(sms("SMkey-1", body="hi"))
+
+    status, created = created_link(first.conversation_id, LinkTarget.EMAIL, key="link-key-1")
+    again_status, again = created_link(first.conversation_id, LinkTarget.EMAIL, key="link-key-1")
+    other_status, other = created_link(first.conversation_id, LinkTarget.SMS, key="link-key-1")
+
+    assert (status, again_status) == (201, 201) and again == created
+    assert len(texts_sent(sandbox)) == 1, "a retried request sends the invitation once"
+    assert (other_status, other["error"]["code"]) == (422, "idempotency_key_reused")

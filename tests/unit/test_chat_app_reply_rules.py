@@ -12,7 +12,7 @@ import pytest
 from chalicelib.domain.customers import Customer, ReplyToken
 from chalicelib.domain.identity import InvalidIdentity, channel_identity, user_id_identity
 from chalicelib.domain.messages import Channel
-from chalicelib.domain.replies import HUMAN_AGENT_TAG, Refused, channels_for, choose_channel
+from chalicelib.domain.replies import HUMAN_AGENT_TAG, RefusalKind, Refused, channels_for, choose_channel
 from tests.support.reply_plans import plan_reply
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -81,7 +81,7 @@ def test_messenger_inside_24_hours_needs_no_tag_then_human_agent_for_7_days_then
     assert plan(Channel.MESSENGER, late).message_tag == HUMAN_AGENT_TAG
     gone = customer(last_inbound_by_channel={"messenger": NOW - timedelta(days=8)})
     refusal = refused(Channel.MESSENGER, gone)
-    assert (refusal.status, refusal.code) == (422, "messaging_window_closed")
+    assert (refusal.kind, refusal.code) == (RefusalKind.UNPROCESSABLE, "messaging_window_closed")
 
 
 def test_wechat_allows_customer_service_messages_for_48_hours() -> None:

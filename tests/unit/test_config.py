@@ -74,7 +74,6 @@ def test_the_table_has_one_row_per_setting_and_escapes_pipes() -> None:
         ("WEBHOOK_RETRY_BASE_SECONDS", "-1"),
         ("WEBCHAT_SESSION_TTL_SECONDS", "60"),
         ("MAX_BODY_BYTES", "5MB"),
-        ("POWERTOOLS_METRICS_NAMESPACE", ""),
     ],
 )
 def test_an_invalid_value_falls_back_to_the_default(
@@ -86,6 +85,13 @@ def test_an_invalid_value_falls_back_to_the_default(
 
     assert read == Settings.model_fields[variable.lower()].default
     assert f"ignoring an invalid value of {variable}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["POWERTOOLS_METRICS_NAMESPACE", "CONSENT_STOP_TEXT", "TWILIO_API_BASE_URL"])
+def test_a_blank_value_means_the_default(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "  ")
+
+    assert getattr(settings(), variable.lower()) == Settings.model_fields[variable.lower()].default != ""
 
 
 def test_valid_values_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

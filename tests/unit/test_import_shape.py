@@ -174,3 +174,69 @@ def test_only_config_reads_the_environment() -> None:
         if module != "chalicelib.config" and re.search(r"\bos\.environ\b|\bos\.getenv\b", path.read_text())
     )
     assert readers == []
+
+
+SEND_NAMES = {"send", "send_message", "send_email"}
+
+
+def channel_send_calls(path: Path) -> list[int]:
+    """Lines of the calls in a file that hand a message to a channel: `<channel module>.send(...)`,
+    `registry.channel(...).send(...)`, a name bound to `registry.channel(...)` then `.send(...)`,
+    and `send_message`/`send_email` imported from a channel."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    channel_names: set[str] = set()
+    send_functions: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("chalicelib.channels"):
+            for alias in node.names:
+                bound = alias.asname or alias.name
+                (send_functions if alias.name in SEND_NAMES else channel_names).add(bound)
+        elif isinstance(node, ast.Import):
+            channel_names |= {a.asname for a in node.names if a.name.startswith("chalicelib.channels") and a.asname}
+
+    def is_registry_lookup(value: ast.AST) -> bool:
+        return isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "channel"
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and is_registry_lookup(node.value):
+            channel_names |= {target.id for target in node.targets if isinstance(target, ast.Name)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in send_functions:
+            found.append(node.lineno)
+        elif isinstance(func, ast.Attribute) and func.attr in SEND_NAMES:
+            owner = func.value
+            if (isinstance(owner, ast.Name) and owner.id in channel_names) or is_registry_lookup(owner):
+                found.append(node.lineno)
+    return found
+
+
+def test_the_send_finder_sees_each_way_of_calling_a_channel(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from chalicelib.channels import registry, twilio\n"
+        "from chalicelib.channels.sendgrid import send_email\n"
+        "def a(o):\n"
+        "    registry.channel('line').send(o)\n"
+        "    module = registry.channel('meta')\n"
+        "    module.send(o)\n"
+        "    twilio.send_message(to='x')\n"
+        "    send_email(to_email='x')\n"
+        "    outbound.send(o)\n"
+    )
+    assert channel_send_calls(sample) == [4, 6, 7, 8]
+
+
+def test_only_the_outbound_service_calls_a_channels_send() -> None:
+    """Every message the hub sends leaves through services/outbound.py: no module outside the
+    channels themselves hands a message to a channel."""
+    callers = {
+        module: lines
+        for module, path in modules().items()
+        if not _within(module, "chalicelib.channels") and (lines := channel_send_calls(path))
+    }
+    assert list(callers) == ["chalicelib.services.outbound"], callers
+    assert len(callers["chalicelib.services.outbound"]) == 1

@@ -11,7 +11,7 @@ import pytest
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
 from chalicelib.domain.outbound import OutboundMessage, Purpose, Template, plan
-from chalicelib.domain.replies import HUMAN_AGENT_TAG, Refused
+from chalicelib.domain.replies import HUMAN_AGENT_TAG, RefusalKind, Refused
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 EVERY_CHANNEL = (
@@ -73,7 +73,7 @@ def test_nothing_is_sent_on_a_channel_the_customer_opted_out_of(purpose: Purpose
     with pytest.raises(Refused) as refused:
         planned(purpose, channel, opted_out)
 
-    assert (refused.value.status, refused.value.code) == (422, "opted_out")
+    assert (refused.value.kind, refused.value.code) == (RefusalKind.UNPROCESSABLE, "opted_out")
     assert channel.value in refused.value.message
 
 

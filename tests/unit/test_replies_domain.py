@@ -15,6 +15,7 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, EmailThreading, Message
 from chalicelib.domain.replies import (
     InboundEmail,
+    RefusalKind,
     Refused,
     check_content,
     check_idempotency_key,
@@ -69,13 +70,13 @@ def test_an_explicit_channel_wins_and_is_read_case_insensitively() -> None:
 @pytest.mark.parametrize("requested", ["telegram", "webchat", "", "voice"])
 def test_an_unsupported_channel_is_a_422(requested: str) -> None:
     refused = refusal(choose_channel, requested, customer())
-    assert (refused.status, refused.code) == (422, "unsupported_channel")
+    assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "unsupported_channel")
     assert "sms, whatsapp, email" in refused.message
 
 
 def test_a_customer_who_never_wrote_needs_a_channel() -> None:
     refused = refusal(choose_channel, None, customer(last_channel=None))
-    assert (refused.status, refused.code) == (422, "no_channel")
+    assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "no_channel")
 
 
 def test_recipients_per_channel() -> None:
@@ -91,7 +92,7 @@ def test_recipients_per_channel() -> None:
 )
 def test_a_channel_without_an_address_is_refused(channel: Channel, missing: dict[str, Any]) -> None:
     refused = refusal(recipient_for, channel, customer(**missing))
-    assert (refused.status, refused.code) == (422, "no_address_for_channel")
+    assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "no_address_for_channel")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +117,7 @@ def test_whatsapp_window_is_open_for_24_hours_after_the_customer_wrote() -> None
 )
 def test_whatsapp_window_closed_asks_for_a_template(last_inbound: dict[str, datetime]) -> None:
     refused = refusal(check_whatsapp_window, customer(last_inbound_by_channel=last_inbound), NOW)
-    assert (refused.status, refused.code) == (422, "whatsapp_window_closed")
+    assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "whatsapp_window_closed")
     assert "template" in refused.message
 
 
@@ -135,7 +136,7 @@ def test_the_window_applies_to_whatsapp_only() -> None:
 
 def test_body_or_media_is_needed() -> None:
     refused = refusal(check_content, Channel.SMS, "  \n", [], None)
-    assert (refused.status, refused.code) == (400, "invalid_request")
+    assert (refused.kind, refused.code) == (RefusalKind.INVALID, "invalid_request")
     check_content(Channel.SMS, "", ["https://example.com/a.png"], None)
 
 
@@ -144,14 +145,14 @@ def test_body_limits_are_twilios_for_phone_channels_and_100k_for_email() -> None
     check_content(Channel.EMAIL, "x" * 100_000, [], None)
     for channel in (Channel.SMS, Channel.WHATSAPP):
         refused = refusal(check_content, channel, "x" * 1601, [], None)
-        assert (refused.status, refused.code) == (422, "body_too_long")
+        assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "body_too_long")
         assert "1600" in refused.message
     assert refusal(check_content, Channel.EMAIL, "x" * 100_001, [], None).code == "body_too_long"
 
 
 def test_a_subject_only_goes_by_email() -> None:
     refused = refusal(check_content, Channel.SMS, "hi", [], "Hello")
-    assert (refused.status, refused.code) == (422, "subject_not_supported")
+    assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "subject_not_supported")
 
 
 def test_email_media_become_links_after_the_body() -> None:
@@ -189,7 +190,7 @@ def test_a_given_subject_is_used_as_is_on_one_line() -> None:
 
 def test_no_subject_and_nothing_to_reply_to_is_a_422() -> None:
     refused = refusal(reply_subject, None, None)
-    assert (refused.status, refused.code) == (422, "subject_required")
+    assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "subject_required")
 
 
 def test_threading_replies_to_their_message_id_and_extends_their_references() -> None:
@@ -290,7 +291,7 @@ def test_fingerprint_binds_conversation_and_body_and_ignores_key_order_and_defau
 
 @pytest.mark.parametrize("key", ["", "has space", "x" * 256, "tab\t", "é"])
 def test_bad_idempotency_keys_are_a_400(key: str) -> None:
-    assert refusal(check_idempotency_key, key).status == 400
+    assert refusal(check_idempotency_key, key).kind is RefusalKind.INVALID
 
 
 def test_good_idempotency_keys_pass() -> None:

@@ -21,7 +21,7 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.identity import Identity, IdentityKind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Media, Message
-from chalicelib.domain.replies import Refused, check_content, choose_channel, recipient_for
+from chalicelib.domain.replies import RefusalKind, Refused, check_content, choose_channel, recipient_for
 from tests.support.reply_plans import plan_reply
 
 SECRET = "unit-webchat-session-secret-0123456789"
@@ -327,7 +327,7 @@ def test_web_chat_is_a_reply_channel_for_customers_who_opened_the_chat() -> None
     assert recipient_for(Channel.WEBCHAT, signed_in) == "crm-42"
     with pytest.raises(Refused) as refused:
         choose_channel("webchat", customer(identities=[], last_inbound_by_channel={}))
-    assert (refused.value.status, refused.value.code) == (422, "unsupported_channel")
+    assert (refused.value.kind, refused.value.code) == (RefusalKind.UNPROCESSABLE, "unsupported_channel")
     assert "sms, whatsapp, email" in refused.value.message and "webchat" not in refused.value.message.split("use")[1]
 
 
