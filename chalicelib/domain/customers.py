@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from chalicelib.domain.identity import Identity
+from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity
 from chalicelib.domain.ids import id_datetime
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
 
@@ -101,8 +101,16 @@ ADDRESSED_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
 
 
 def answers_from(msg: InboundMessage) -> bool:
-    """True when the inbound message names the business address a reply should come from."""
-    return msg.channel in ADDRESSED_CHANNELS and bool(msg.recipient_address.strip())
+    """True when the inbound message names the business address a reply should come from (an
+    email's recipient only when it is a valid address: a garbled To header is never a sender)."""
+    if msg.channel not in ADDRESSED_CHANNELS or not msg.recipient_address.strip():
+        return False
+    if msg.channel is Channel.EMAIL:
+        try:
+            return email_identity(msg.recipient_address).value == msg.recipient_address
+        except InvalidIdentity:
+            return False
+    return True
 
 
 def customer_from_first_message(customer_id: str, conversation_id: str, msg: InboundMessage) -> Customer:

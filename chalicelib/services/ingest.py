@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from chalicelib import metrics, queue
 from chalicelib.domain.customers import (
     Conversation,
+    answers_from,
     customer_from_first_message,
     inbound_thread_message,
 )
@@ -103,7 +104,8 @@ def _store(msg: InboundMessage) -> IngestResult:
                 thread.create_customer_with_message(msg.sender, customer, conversation, message)
                 return IngestResult(message.id, customer.id, customer.conversation_id, new_customer=True)
             message = inbound_thread_message(message_id, ref.customer_id, ref.conversation_id, msg)
-            thread.append_inbound(ref, message, msg.profile_name, msg.reply_token)
+            business_address = msg.recipient_address if answers_from(msg) else None
+            thread.append_inbound(ref, message, msg.profile_name, msg.reply_token, business_address)
             return IngestResult(message.id, ref.customer_id, ref.conversation_id)
         except thread.IdentityTaken:
             continue  # a concurrent first message created the customer: join it

@@ -32,9 +32,7 @@ from chalicelib.services.errors import InvalidRequest, SentNotRecorded, Unavaila
 from chalicelib.services.idempotency import Claim, Done
 from chalicelib.services.link_redemption import identity_history, link_secret, redeem_token
 from chalicelib.store import agents as agent_store
-from chalicelib.store import customers as customer_store
 from chalicelib.store import links as link_store
-from chalicelib.store import thread
 
 __all__ = ["create_link", "identity_history", "redeem_token", "webchat_return_url"]
 
@@ -96,14 +94,7 @@ def create_link(conversation_id: str, request: LinkRequest, idempotency_key: str
 
 def _invite(conversation_id: str, request: LinkRequest, claim: Claim | None) -> Invitation:
     try:
-        conversation = thread.get_conversation(conversation_id)
-        if conversation is None:
-            raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no conversation '{conversation_id}'")
-        customer = customer_store.get_customer(conversation.customer_id)
-        if customer is None:
-            raise Refused(
-                RefusalKind.NOT_FOUND, "not_found", f"the customer of conversation '{conversation_id}' no longer exists"
-            )
+        conversation, customer = outbound.addressee(conversation_id)
         agent = _agent(request.agent_id)
         link = _allocate(customer.id, conversation.id, request.target, request.agent_id or "api")
         url = _webchat_url(link) if request.target is LinkTarget.WEBCHAT else None

@@ -178,6 +178,19 @@ def send(
     return delivered
 
 
+def addressee(conversation_id: str) -> tuple[Conversation, Customer]:
+    """The conversation a message is for and its customer (2 GetItem); Refused when either is gone."""
+    conversation = thread.get_conversation(conversation_id)
+    if conversation is None:
+        raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no conversation '{conversation_id}'")
+    customer = customer_store.get_customer(conversation.customer_id)
+    if customer is None:
+        raise Refused(
+            RefusalKind.NOT_FOUND, "not_found", f"the customer of conversation '{conversation_id}' no longer exists"
+        )
+    return conversation, customer
+
+
 def record(message: Message, notification: NotificationSend | None = None) -> None:
     """Add the message to the thread (a message stored already, by an earlier attempt, is left as
     it is), then apply any status its provider reported before it was recorded."""

@@ -32,8 +32,6 @@ from chalicelib.services import idempotency, outbound, timers
 from chalicelib.services.errors import SentNotRecorded, Unavailable, is_storage_failure
 from chalicelib.services.idempotency import Claim, Done
 from chalicelib.store import agents as agent_store
-from chalicelib.store import customers as customer_store
-from chalicelib.store import thread
 
 
 def send_reply(
@@ -101,14 +99,7 @@ def _resume(message: Message) -> Message:
 
 
 def _load(conversation_id: str, agent_id: str) -> tuple[Conversation, Customer, Agent]:
-    conversation = thread.get_conversation(conversation_id)
-    if conversation is None:
-        raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no conversation '{conversation_id}'")
-    customer = customer_store.get_customer(conversation.customer_id)
-    if customer is None:
-        raise Refused(
-            RefusalKind.NOT_FOUND, "not_found", f"the customer of conversation '{conversation_id}' no longer exists"
-        )
+    conversation, customer = outbound.addressee(conversation_id)
     agent = agent_store.get_agent(agent_id)
     if agent is None:
         raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no agent '{agent_id}'")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.customers import ADDRESSED_CHANNELS, Conversation, Customer
+from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import is_id
 from chalicelib.domain.messages import STATUS_RANK, Channel, Direction, EmailThreading, Message, StatusUpdate
@@ -137,8 +137,15 @@ def create_customer_with_message(
         raise
 
 
-def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None, reply_token: str | None = None) -> None:
-    """Add an inbound message to a known customer's thread, with its counters, in one transaction."""
+def append_inbound(
+    ref: ThreadRef,
+    message: Message,
+    profile_name: str | None,
+    reply_token: str | None = None,
+    business_address: str | None = None,
+) -> None:
+    """Add an inbound message to a known customer's thread, with its counters, in one transaction.
+    `business_address`: the address the customer wrote to, which answers on the channel come from."""
     at = message.created_at.isoformat()
     conversation_update = table.update_op(
         keys.conversation_key(ref.conversation_id),
@@ -152,9 +159,9 @@ def append_inbound(ref: ThreadRef, message: Message, profile_name: str | None, r
     )
     customer_names: dict[str, str] = {"#inbound_ch": message.channel.value}
     customer_values: dict[str, Any] = {":ch": message.channel.value, ":at": at}
-    if message.recipient_address and message.channel in ADDRESSED_CHANNELS:
+    if business_address:
         customer_expression += ", business_addresses.#inbound_ch = :to"
-        customer_values[":to"] = message.recipient_address
+        customer_values[":to"] = business_address
     if message.channel is Channel.WHATSAPP:
         customer_expression += ", whatsapp_provider = :provider"
         customer_values[":provider"] = message.provider

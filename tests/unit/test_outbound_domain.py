@@ -108,3 +108,33 @@ def test_wechat_allows_48_hours_for_everyone() -> None:
     for purpose in (Purpose.AGENT_REPLY, Purpose.NOTIFICATION, Purpose.LINK_INVITATION):
         with pytest.raises(Refused):
             planned(purpose, Channel.WECHAT, late)
+
+
+@pytest.mark.parametrize(
+    ("channel", "to", "kept"),
+    [
+        (Channel.SMS, "+14155238886", True),
+        (Channel.SMS, "12345", True),  # a short code sends too
+        (Channel.WHATSAPP, "whatsapp:+14155238886", True),
+        (Channel.EMAIL, "support@hub.example.com", True),
+        (Channel.EMAIL, "undisclosed-recipients:;", False),  # a garbled To is never a sender
+        (Channel.TELEGRAM, "bot", False),  # chat apps answer from the bot or page itself
+        (Channel.SMS, "  ", False),
+    ],
+)
+def test_the_business_address_a_customer_wrote_to_is_kept_where_a_reply_can_come_from_it(
+    channel: Channel, to: str, kept: bool
+) -> None:
+    from chalicelib.domain.customers import answers_from
+    from chalicelib.domain.identity import Identity, IdentityKind
+    from chalicelib.domain.messages import InboundMessage
+
+    message = InboundMessage(
+        provider="x",
+        provider_message_id="1",
+        channel=channel,
+        sender=Identity(kind=IdentityKind.PHONE, value="+15017122661"),
+        sender_address="+15017122661",
+        recipient_address=to,
+    )
+    assert answers_from(message) is kept
