@@ -33,12 +33,6 @@ from chalicelib.domain.outbound import OutboundMessage, Purpose
 from chalicelib.domain.replies import ProviderUnavailable, Refused
 from chalicelib.observability import logger
 from chalicelib.services import events, outbound
-from chalicelib.services.email_unsubscribe import (
-    UnsubscribeNotConfigured,
-    unsubscribe_footer,
-    unsubscribe_headers,
-    unsubscribe_link,
-)
 from chalicelib.services.errors import NotFound, Unavailable
 from chalicelib.store import customers as customer_store
 from chalicelib.store import notifications as store
@@ -216,6 +210,3 @@ def unsubscribe_by_token(token: str, confirm: bool, *, now: datetime | None = No
         logger.info("email unsubscribe", extra={"customer_id": customer.id})
         return UnsubscribeState.DONE
     return UnsubscribeState.DONE if Channel.EMAIL.value in customer.opted_out else UnsubscribeState.ASK
-
-
-__all__ = ["UnsubscribeNotConfigured", "unsubscribe_footer", "unsubscribe_headers", "unsubscribe_link"]

@@ -30,11 +30,9 @@ from chalicelib.observability import logger
 from chalicelib.services import idempotency, outbound
 from chalicelib.services.errors import InvalidRequest, SentNotRecorded, Unavailable, is_storage_failure
 from chalicelib.services.idempotency import Claim, Done
-from chalicelib.services.link_redemption import identity_history, link_secret, redeem_token
+from chalicelib.services.link_redemption import link_secret
 from chalicelib.store import agents as agent_store
 from chalicelib.store import links as link_store
-
-__all__ = ["create_link", "identity_history", "redeem_token", "webchat_return_url"]
 
 
 def _allocate(customer_id: str, conversation_id: str, target: LinkTarget, created_by: str) -> Link:

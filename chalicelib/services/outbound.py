@@ -42,7 +42,6 @@ from chalicelib.domain.ids import id_datetime, new_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Media, Message, utcnow
 from chalicelib.domain.outbound import (
     OutboundMessage,
-    Purpose,
     SenderType,
     choose,
     email_body,
@@ -350,6 +349,3 @@ def _message(
         email=planned.email,
         agent_id=agent.id if agent else (sender.id if sender.type is SenderType.AGENT else None),
     )
-
-
-__all__ = ["AnnounceFailed", "Companion", "Delivered", "NotRecorded", "Purpose", "finish", "record", "send"]

@@ -283,7 +283,7 @@ def test_the_routing_hook_keeps_keywords_away_from_agents(hub_ready: Hub, sandbo
 
 def test_a_notification_to_a_customer_opted_out_everywhere_is_a_422(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
     from chalicelib.http.unsubscribe import unsubscribe_page
-    from chalicelib.services.consent import unsubscribe_link
+    from chalicelib.services.email_unsubscribe import unsubscribe_link
 
     # Given a customer who stopped SMS and WhatsApp, and unsubscribed from email
     keyword("SMo1", PHONE, "STOP")
@@ -509,7 +509,7 @@ def test_a_timer_that_fires_early_in_new_quiet_hours_waits_again(hub_ready: Hub,
 
 def test_email_carries_one_click_unsubscribe_and_the_link_works(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
     from chalicelib.http.unsubscribe import unsubscribe_page
-    from chalicelib.services.consent import unsubscribe_headers
+    from chalicelib.services.email_unsubscribe import unsubscribe_headers
 
     customer, _, _ = write_in("SMe", PHONE, "hi", at=T0)
     set_profile(customer.id, email="ada@example.com", name="Ada Lovelace")
@@ -553,7 +553,8 @@ def test_email_carries_one_click_unsubscribe_and_the_link_works(hub_ready: Hub, 
 
 def test_an_email_to_the_mailto_address_unsubscribes(hub_ready: Hub, sandbox: ProviderSandbox) -> None:
     from chalicelib.domain.identity import email_identity
-    from chalicelib.services.consent import handle_keyword, unsubscribe_link
+    from chalicelib.services.consent import handle_keyword
+    from chalicelib.services.email_unsubscribe import unsubscribe_link
     from chalicelib.services.ingest import ingest
     from chalicelib.store import thread
 

@@ -52,7 +52,7 @@ def test_an_email_link_binds_the_address_and_the_thread_continues(
     hub_with_providers: Hub, sandbox: ProviderSandbox
 ) -> None:
     from chalicelib.domain.links import LinkTarget
-    from chalicelib.services import customers, links
+    from chalicelib.services import customers, link_redemption
     from chalicelib.services.ingest import ingest
 
     first = ingest(sms("SMl1", body="I need to send you a long document"))
@@ -70,7 +70,7 @@ def test_an_email_link_binds_the_address_and_the_thread_continues(
     assert [m.direction.value for m in messages] == ["inbound", "outbound", "event", "inbound"]
     assert "continued on email" in messages[2].body
     assert customers.find_customer(email="ADA@example.com").id == first.customer_id
-    history = links.identity_history(first.customer_id)
+    history = link_redemption.identity_history(first.customer_id)
     assert history[0]["identity"] == {"kind": "email", "value": "ada@example.com"}
     assert history[0]["linked_by"] == AGENT
 
@@ -107,7 +107,7 @@ def test_a_reused_expired_or_unknown_code_is_refused_and_binds_nothing(
 def test_a_webchat_link_token_is_signed_single_use_and_tamper_proof(hub_with_providers: Hub) -> None:
     from chalicelib.domain.identity import Identity, IdentityKind
     from chalicelib.domain.links import LinkRefused, LinkTarget
-    from chalicelib.services import customers, links
+    from chalicelib.services import customers, link_redemption
     from chalicelib.services.ingest import ingest
 
     first = ingest(sms("SMl7", body="hi"))
@@ -117,16 +117,16 @@ def test_a_webchat_link_token_is_signed_single_use_and_tamper_proof(hub_with_pro
 
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     with pytest.raises(LinkRefused):
-        links.redeem_token(tampered, visitor)
+        link_redemption.redeem_token(tampered, visitor)
     forged_payload = token.split(".")
     forged_payload[1] = forged_payload[1][::-1]
     with pytest.raises(LinkRefused):
-        links.redeem_token(".".join(forged_payload), visitor)
+        link_redemption.redeem_token(".".join(forged_payload), visitor)
 
-    bound = links.redeem_token(token, visitor)
+    bound = link_redemption.redeem_token(token, visitor)
     assert bound.customer_id == first.customer_id
     with pytest.raises(LinkRefused, match="already used"):
-        links.redeem_token(token, Identity(kind=IdentityKind.WEBCHAT, value="visitor-2"))
+        link_redemption.redeem_token(token, Identity(kind=IdentityKind.WEBCHAT, value="visitor-2"))
     assert customers.get_customer(first.customer_id).identities[-1] == visitor
 
 
@@ -158,7 +158,7 @@ def test_a_refused_code_by_email_is_answered_by_email(hub_with_providers: Hub, s
 def test_an_automation_sends_a_link_without_an_agent(hub_with_providers: Hub, sandbox: ProviderSandbox) -> None:
     """The defect: a link request without `agent_id` was refused; bots and automations send links too."""
     from chalicelib.domain.links import LinkTarget
-    from chalicelib.services import customers, links
+    from chalicelib.services import customers, link_redemption
     from chalicelib.services.ingest import ingest
 
     first = ingest(sms("SMauto-1", body="can we continue by email?"))
@@ -171,7 +171,7 @@ def test_an_automation_sends_a_link_without_an_agent(hub_with_providers: Hub, sa
     assert created["code"] in invitation["Body"]
     ingest(email_from("ada@example.com", f"here {created['code']}", "auto@mail.example.com"))
     assert customers.find_customer(email="ada@example.com").id == first.customer_id
-    assert links.identity_history(first.customer_id)[0]["linked_by"] == "api"
+    assert link_redemption.identity_history(first.customer_id)[0]["linked_by"] == "api"
     # An agent named must exist
     status, refused = created_link(first.conversation_id, LinkTarget.EMAIL, agent_id="nobody")
     assert (status, refused["error"]["code"]) == (404, "not_found")

@@ -45,7 +45,7 @@ def test_a_reply_to_a_visitor_who_left_also_goes_out_by_sms_with_a_link_back(
     hub_with_providers: Hub, sandbox: ProviderSandbox
 ) -> None:
     from chalicelib.http.replies import send_reply
-    from chalicelib.services import links
+    from chalicelib.services import link_redemption
 
     customer_id, conversation_id = webchat_customer("visitor-gone")
 
@@ -57,7 +57,7 @@ def test_a_reply_to_a_visitor_who_left_also_goes_out_by_sms_with_a_link_back(
     assert "Yes, it ships today." in text and "Grace Hopper" in text
     token = parse_qs(urlparse(text.split("here: ")[1]).query)["link"][0]
     returning = Identity(kind=IdentityKind.WEBCHAT, value="visitor-on-phone")
-    assert links.redeem_token(token, returning).customer_id == customer_id
+    assert link_redemption.redeem_token(token, returning).customer_id == customer_id
 
     send_reply(conversation_id, {"agent_id": AGENT, "body": "Yes, it ships today."}, "r-gone")
     hub_with_providers.run_timers()

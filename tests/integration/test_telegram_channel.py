@@ -99,9 +99,9 @@ def thread(conversation_id: str) -> list[Any]:
 
 
 def history(customer_id: str) -> list[dict[str, Any]]:
-    from chalicelib.services import links
+    from chalicelib.services import link_redemption
 
-    return links.identity_history(customer_id)
+    return link_redemption.identity_history(customer_id)
 
 
 def reply(conversation_id: str, key: str | None = None, **fields: Any) -> Any:
