@@ -54,6 +54,7 @@ from urllib.parse import urlsplit
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest, json_object_body
 from chalicelib.domain.access_tokens import TokenCache
+from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
@@ -61,6 +62,9 @@ from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 
 PROVIDER = "line"
 ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
+# A text message holds 5,000 characters; one image per reply here; a reply token is free but single
+# use and must be used soon after the event (older ones are not tried: the message is pushed).
+RULES = {Channel.LINE.value: ChannelRules(name="LINE", body_chars=5000, reply_token_ttl=timedelta(seconds=50))}
 SIGNATURE_HEADER = "x-line-signature"
 RETRY_KEY_HEADER = "X-Line-Retry-Key"
 ACCEPTED_REQUEST_HEADER = "x-line-accepted-request-id"

@@ -67,6 +67,7 @@ from urllib.parse import quote, urlsplit
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest, json_object_body
 from chalicelib.domain.access_tokens import TokenCache
+from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import InvalidIdentity, normalize_phone, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
@@ -74,6 +75,9 @@ from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 
 PROVIDER = "telegram"
 ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
+# sendMessage takes 4,096 characters; one file per message (the text goes as its caption or after
+# it); no window.
+RULES = {Channel.TELEGRAM.value: ChannelRules(name="Telegram", body_chars=4096)}
 WEBHOOK_HEADER = "x-telegram-bot-api-secret-token"
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 

@@ -11,11 +11,13 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
 from chalicelib.domain.access_tokens import TokenCache
+from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import InvalidIdentity, normalize_phone, phone_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, StatusUpdate
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage, whatsapp_address
@@ -24,6 +26,14 @@ from chalicelib.domain.webhook_items import BatchOutcome, WebhookItem
 PROVIDER = "twilio"
 ACKNOWLEDGEMENT_TYPE = "text/xml"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+# What Twilio takes: 1,600 characters (error 21617) and 10 media (error 21623) per message; on
+# WhatsApp, free-form messages only within 24 hours of the customer's last one, templates after.
+RULES = {
+    Channel.SMS.value: ChannelRules(name="SMS", body_chars=1600, media=10),
+    Channel.WHATSAPP.value: ChannelRules(
+        name="WhatsApp", body_chars=1600, media=10, window=timedelta(hours=24), template_outside_window=True
+    ),
+}
 SIGNATURE_HEADER = "x-twilio-signature"
 SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 MAX_MEDIA = 10  # Twilio delivers at most 10 media items per message

@@ -31,12 +31,15 @@ from typing import Any
 
 from chalicelib.channels.base import Outgoing
 from chalicelib.domain.access_tokens import TokenCache
+from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import Identity, IdentityKind, InvalidIdentity, email_identity, phone_identity
 from chalicelib.domain.ids import id_datetime, is_id, new_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
 from chalicelib.domain.replies import SentMessage
 
 PROVIDER = "webchat"
+# The hub's own channel: the page shows what a visitor may send (4,000 characters), and no window.
+RULES = {Channel.WEBCHAT.value: ChannelRules(name="web chat", body_chars=4000, media=10)}
 RECIPIENT = "webchat"  # the hub's side of a web chat message
 SESSION_FORMAT = "v1"
 MAX_SESSION_TOKEN_CHARS = 4096

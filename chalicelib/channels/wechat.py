@@ -37,11 +37,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from chalicelib.channels.base import MalformedPayload, Outgoing, WebhookRejected, WebhookRequest
 from chalicelib.domain.access_tokens import TokenCache
+from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import Identity, InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
@@ -50,6 +51,13 @@ from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 PROVIDER = "wechat"
 ACKNOWLEDGEMENT = "success"
 ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
+# Customer service messages: within 48 hours of the customer's last message, 2,048 bytes of UTF-8
+# text (error 45002), media as links (uploads would need media ids).
+RULES = {
+    Channel.WECHAT.value: ChannelRules(
+        name="WeChat", body_chars=2000, body_bytes=2048, media=10, media_as_links=True, window=timedelta(hours=48)
+    )
+}
 
 # WeChat retries three times within about 15 seconds (5 s timeout each); five minutes covers that
 # and any clock drift with a wide margin, and keeps a captured query string useful only briefly.

@@ -215,13 +215,6 @@ def channel_block(customer: Customer, channel: Channel) -> Block | None:
     return None
 
 
-def whatsapp_window_open(customer: Customer, now: datetime, window: timedelta = timedelta(hours=24)) -> bool:
-    """WhatsApp's customer-service window: free-form messages only within 24 hours of the
-    customer's last WhatsApp message."""
-    last = customer.last_inbound_by_channel.get(Channel.WHATSAPP.value)
-    return last is not None and now - last <= window
-
-
 def default_channels(customer: Customer) -> list[Channel]:
     """The order to try when a notification names none: the customer's preferred channel, the
     one they last wrote from, then SMS, WhatsApp, email."""

@@ -19,26 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from chalicelib.domain.consent import Block, channel_block, whatsapp_window_open
+from chalicelib.domain.channel_rules import ChannelRules
+from chalicelib.domain.channel_rules import window_open as channel_window_open
+from chalicelib.domain.consent import Block, channel_block
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
-from chalicelib.domain.replies import (
-    BODY_LIMITS,
-    MAX_TWILIO_BODY_CHARS,
-    MESSAGING_WINDOW,
-    WECHAT_WINDOW,
-    WHATSAPP_CLOUD_MAX_BODY,
-    provider_for,
-    recipient_for,
-)
-
-# A proactive message may go out on these only while the customer's window is open: Meta's
-# HUMAN_AGENT tag covers an agent answering, not a notification.
-NOTIFICATION_WINDOWS = {
-    Channel.MESSENGER: MESSAGING_WINDOW,
-    Channel.INSTAGRAM: MESSAGING_WINDOW,
-    Channel.WECHAT: WECHAT_WINDOW,
-}
+from chalicelib.domain.replies import provider_for, recipient_for
 
 MAX_SUBJECT_CHARS = 998
 
@@ -216,25 +202,28 @@ def plan_delivery(
     catalog: TemplateCatalog,
     *,
     business_name: str,
+    rules: ChannelRules,
     check_window: bool = True,
 ) -> Delivery | Block:
-    """What to send on `channel` now, or why nothing can be. `check_window=False` leaves the
-    WhatsApp window to the moment of sending (a notification held for quiet hours)."""
+    """What to send on `channel` now, or why nothing can be. `rules` are the channel's, as the
+    module that carries it states them. `check_window=False` leaves the windows to the moment of
+    sending (a notification held for quiet hours)."""
     block = channel_block(customer, channel)
     if block is not None:
         return block
     recipient = recipient_for(channel, customer)
     template = notification.template
     through_meta = channel is Channel.WHATSAPP and customer.whatsapp_provider == "meta"
-    if channel in NOTIFICATION_WINDOWS and check_window:
-        last = customer.last_inbound_by_channel.get(channel.value)
-        if last is None or now - last > NOTIFICATION_WINDOWS[channel]:
-            hours = int(NOTIFICATION_WINDOWS[channel].total_seconds() // 3600)
-            return Block(
-                "messaging_window_closed",
-                f"{channel.value} allows a business to write only within {hours} hours of the customer's last message",
-            )
-    if through_meta and template is not None and not whatsapp_window_open(customer, now):
+    window_open = channel_window_open(rules, customer, channel, now)
+    if not rules.template_outside_window and check_window and not window_open:
+        # A notification is no human answering: Meta's HUMAN_AGENT tag does not cover it.
+        assert rules.window is not None
+        hours = int(rules.window.total_seconds() // 3600)
+        return Block(
+            "messaging_window_closed",
+            f"{rules.name} allows a business to write only within {hours} hours of the customer's last message",
+        )
+    if through_meta and template is not None and not window_open:
         return Delivery(
             channel,
             recipient,
@@ -243,7 +232,7 @@ def plan_delivery(
             whatsapp_provider="meta",
             meta_template=template.name,
         )
-    if through_meta and check_window and not whatsapp_window_open(customer, now):
+    if through_meta and check_window and not window_open:
         return Block(
             "whatsapp_window_closed",
             "the customer is outside WhatsApp's 24-hour window, so only an approved template can be sent; "
@@ -258,7 +247,7 @@ def plan_delivery(
                 content_sid=catalog.whatsapp[template.name],
                 content_variables=dict(template.params),
             )
-        if check_window and not whatsapp_window_open(customer, now):
+        if check_window and not window_open:
             needs = (
                 f"template '{template.name}' has no Content SID in TWILIO_WHATSAPP_TEMPLATES"
                 if template is not None
@@ -274,7 +263,7 @@ def plan_delivery(
     if isinstance(content, Block):
         return content
     body, subject = content
-    limit = WHATSAPP_CLOUD_MAX_BODY if through_meta else BODY_LIMITS.get(channel, MAX_TWILIO_BODY_CHARS)
+    limit = rules.body_chars
     if len(body) > limit:
         return Block(
             "body_too_long", f"a {channel.value} message holds at most {limit} characters; this one has {len(body)}"

@@ -10,25 +10,20 @@ naming the HTTP status and error code an API answers with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
+from chalicelib.domain.channel_rules import ChannelRules, check_content, fresh_reply_token, window_tag
 from chalicelib.domain.consent import opted_out_reason
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
 from chalicelib.domain.replies import (
-    MESSAGING_WINDOW,
-    WECHAT_WINDOW,
     InboundEmail,
     RefusalKind,
     Refused,
     ReplyPlan,
-    check_content,
-    check_whatsapp_window,
     choose_channel,
     email_text,
-    fresh_reply_token,
-    messaging_tag,
     recipient_for,
     reply_subject,
     reply_threading,
@@ -114,26 +109,26 @@ def check_consent(message: OutboundMessage, customer: Customer, channel: Channel
 
 
 def plan(
-    message: OutboundMessage, customer: Customer, channel: Channel, now: datetime, latest_email: InboundEmail | None
+    message: OutboundMessage,
+    customer: Customer,
+    channel: Channel,
+    now: datetime,
+    latest_email: InboundEmail | None,
+    rules: ChannelRules,
 ) -> ReplyPlan:
-    """Everything that can be checked before sending, and exactly what to send (pure)."""
+    """Everything that can be checked before sending, and exactly what to send (pure). `rules`
+    are the channel's, as the module that carries it states them (channels/registry.py)."""
     check_consent(message, customer, channel)
     whatsapp_provider = customer.whatsapp_provider if channel is Channel.WHATSAPP else None
     media = list(message.media_urls)
     if message.template is None:
-        check_content(channel, message.text, media, message.subject, whatsapp_provider)
+        check_content(channel, rules, message.text, media, message.subject)
     recipient = recipient_for(channel, customer)
-    answering = message.purpose in ANSWERS
     tag = None
-    if channel is Channel.WHATSAPP and message.template is None and not answering:
-        check_whatsapp_window(customer, now)
-    if channel in (Channel.MESSENGER, Channel.INSTAGRAM) and not answering:
-        if message.purpose in REPLIES:
-            tag = messaging_tag(channel, customer, now)
-        else:
-            _check_window(customer, channel, now, MESSAGING_WINDOW)
-    if channel is Channel.WECHAT and not answering:
-        _check_window(customer, channel, now, WECHAT_WINDOW)
+    if message.purpose not in ANSWERS:  # an answer to what the customer just wrote is inside every window
+        tag = window_tag(
+            rules, customer, channel, now, human=message.purpose in REPLIES, template=message.template is not None
+        )
     if channel is not Channel.EMAIL:
         return ReplyPlan(
             channel=channel,
@@ -142,7 +137,7 @@ def plan(
             media_urls=media,
             whatsapp_provider=whatsapp_provider,
             message_tag=tag,
-            reply_token=fresh_reply_token(channel, customer, now),
+            reply_token=fresh_reply_token(rules, customer, channel, now),
         )
     subject = message.subject
     if message.purpose in REPLIES or subject is None:
@@ -155,17 +150,6 @@ def plan(
         subject=subject,
         email=reply_threading(latest_email.threading if latest_email else None) if message.purpose in REPLIES else None,
     )
-
-
-def _check_window(customer: Customer, channel: Channel, now: datetime, window: timedelta) -> None:
-    last = customer.last_inbound_by_channel.get(channel.value)
-    if last is None or now - last > window:
-        hours = int(window.total_seconds() // 3600)
-        raise Refused(
-            RefusalKind.UNPROCESSABLE,
-            "messaging_window_closed",
-            f"{channel.value} allows a business to write only within {hours} hours of the customer's last message",
-        )
 
 
 def email_body(plan: ReplyPlan, footer: str) -> str:

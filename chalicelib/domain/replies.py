@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -24,15 +23,13 @@ PHONE_CHANNELS = (Channel.SMS, Channel.WHATSAPP)
 # Web chat is the hub's own channel: a reply is stored in the thread, where the visitor's page
 # reads it; so it is offered only for customers who have a web chat identity (who opened the chat).
 WEBCHAT_IDENTITY_KINDS = (IdentityKind.WEBCHAT, IdentityKind.EXTERNAL)
-MAX_TWILIO_BODY_CHARS = 1600  # Twilio refuses longer bodies (error 21617)
-MAX_EMAIL_BODY_CHARS = 100_000
-MAX_WEBCHAT_BODY_CHARS = 4000  # what a visitor may send, and what the chat page is made for
-MAX_MEDIA = 10  # Twilio sends at most 10 media per message (error 21623)
-WHATSAPP_WINDOW = timedelta(hours=24)
+MAX_EMAIL_BODY_CHARS = 100_000  # the longest body a request may carry (each channel's own limit is in its RULES)
+MAX_MEDIA = 10  # the most media a request may carry (Twilio's limit, the highest of any channel)
 MAX_REFERENCES = 20  # enough for any client to thread; keeps the header short (RFC 5322 §3.6.4)
 WHATSAPP_PREFIX = "whatsapp:"
+HUMAN_AGENT_TAG = "HUMAN_AGENT"  # Meta's message tag for a human answering after the 24-hour window
 
-# Chat apps that know the customer by their own user id, and what each allows in a reply.
+# Chat apps that know the customer by their own user id, and who carries each.
 CHAT_APP_CHANNELS = (Channel.MESSENGER, Channel.INSTAGRAM, Channel.TELEGRAM, Channel.LINE, Channel.WECHAT)
 CHAT_APP_PROVIDERS = {
     Channel.MESSENGER: "meta",
@@ -41,33 +38,6 @@ CHAT_APP_PROVIDERS = {
     Channel.LINE: "line",
     Channel.WECHAT: "wechat",
 }
-BODY_LIMITS = {
-    Channel.EMAIL: MAX_EMAIL_BODY_CHARS,
-    Channel.WEBCHAT: MAX_WEBCHAT_BODY_CHARS,
-    Channel.MESSENGER: 2000,  # Messenger Send API text limit
-    Channel.INSTAGRAM: 1000,  # Instagram messaging text limit
-    Channel.TELEGRAM: 4096,  # sendMessage text limit
-    Channel.LINE: 5000,  # LINE text message limit
-    Channel.WECHAT: 2000,  # customer service text messages are limited to 2048 bytes of UTF-8 text
-}
-WHATSAPP_CLOUD_MAX_BODY = 4096
-# Media per reply: the chat apps take one attachment per message (the channel module sends the
-# text as its caption or right after it); WeChat gets links, as it needs uploaded media ids.
-MEDIA_LIMITS = {
-    Channel.MESSENGER: 1,
-    Channel.INSTAGRAM: 1,
-    Channel.TELEGRAM: 1,
-    Channel.LINE: 1,
-}
-# Meta's standard messaging window, and how long after it a human agent may still answer with
-# the HUMAN_AGENT tag (Messenger and Instagram). WeChat allows customer service messages for 48 h.
-MESSAGING_WINDOW = timedelta(hours=24)
-HUMAN_AGENT_WINDOW = timedelta(days=7)
-HUMAN_AGENT_TAG = "HUMAN_AGENT"
-WECHAT_WINDOW = timedelta(hours=48)
-WECHAT_MAX_TEXT_BYTES = 2048
-# LINE reply tokens are single use and must be used soon after the event; older ones are not tried.
-LINE_REPLY_TOKEN_TTL = timedelta(seconds=50)
 
 _REPLY_PREFIX = re.compile(r"^\s*re\s*(\[\d+\])?\s*:", re.IGNORECASE)
 
@@ -250,91 +220,6 @@ def whatsapp_address(number: str) -> str:
     if bare.lower().startswith(WHATSAPP_PREFIX):
         bare = bare[len(WHATSAPP_PREFIX) :]
     return WHATSAPP_PREFIX + bare.strip()
-
-
-def check_whatsapp_window(customer: Customer, now: datetime) -> None:
-    """WhatsApp allows free-form replies only within 24 hours of the customer's last message."""
-    last = customer.last_inbound_by_channel.get(Channel.WHATSAPP.value)
-    if last is None:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE,
-            "whatsapp_window_closed",
-            "the customer has never written on WhatsApp, so a free-form message cannot be sent; "
-            "a pre-approved WhatsApp template is needed",
-        )
-    if now - last > WHATSAPP_WINDOW:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE,
-            "whatsapp_window_closed",
-            f"the customer last wrote on WhatsApp at {last.isoformat()}, more than 24 hours ago; "
-            "outside the customer-service window only a pre-approved WhatsApp template can be sent",
-        )
-
-
-def check_content(
-    channel: Channel, body: str, media_urls: list[str], subject: str | None, provider: str | None = None
-) -> None:
-    if not body.strip() and not media_urls:
-        raise Refused(RefusalKind.INVALID, "invalid_request", "give a non-empty 'body' or at least one of 'media_urls'")
-    limit = BODY_LIMITS.get(channel, MAX_TWILIO_BODY_CHARS)
-    if channel is Channel.WHATSAPP and provider == "meta":
-        limit = WHATSAPP_CLOUD_MAX_BODY
-    if len(body) > limit:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE,
-            "body_too_long",
-            f"a {channel.value} body holds at most {limit} characters; this one has {len(body)}",
-        )
-    if channel is Channel.WECHAT and len(email_text(body, media_urls).encode("utf-8")) > WECHAT_MAX_TEXT_BYTES:
-        # WeChat counts UTF-8 bytes (error 45002), and media go out as links in the text
-        limit_text = f"a wechat message holds at most {WECHAT_MAX_TEXT_BYTES} bytes of text, links included"
-        raise Refused(RefusalKind.UNPROCESSABLE, "body_too_long", limit_text)
-    media_limit = MEDIA_LIMITS.get(channel, 1 if provider == "meta" else MAX_MEDIA)
-    if len(media_urls) > media_limit:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE, "too_many_media", f"at most {media_limit} media per {channel.value} message"
-        )
-    if subject is not None and channel is not Channel.EMAIL:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE,
-            "subject_not_supported",
-            f"a subject is only sent by email, and this reply goes by {channel.value}",
-        )
-
-
-def messaging_tag(channel: Channel, customer: Customer, now: datetime) -> str | None:
-    """Messenger and Instagram: no tag inside the 24-hour window, HUMAN_AGENT up to 7 days after
-    the customer's last message, refused after that."""
-    last = customer.last_inbound_by_channel.get(channel.value)
-    if last is not None and now - last <= MESSAGING_WINDOW:
-        return None
-    if last is not None and now - last <= HUMAN_AGENT_WINDOW:
-        return HUMAN_AGENT_TAG
-    when = f"last wrote at {last.isoformat()}" if last else "has never written"
-    raise Refused(
-        RefusalKind.UNPROCESSABLE,
-        "messaging_window_closed",
-        f"the customer {when} on {channel.value}; a human agent may answer only within 7 days of "
-        "the customer's last message",
-    )
-
-
-def check_wechat_window(customer: Customer, now: datetime) -> None:
-    last = customer.last_inbound_by_channel.get(Channel.WECHAT.value)
-    if last is None or now - last > WECHAT_WINDOW:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE,
-            "messaging_window_closed",
-            "WeChat allows customer service messages only within 48 hours of the customer's last message",
-        )
-
-
-def fresh_reply_token(channel: Channel, customer: Customer, now: datetime) -> str | None:
-    """A reply token for this channel young enough to be worth trying (it is used at most once)."""
-    token = customer.reply_token
-    if token is None or token.channel is not channel or now - token.received_at > LINE_REPLY_TOKEN_TTL:
-        return None
-    return token.token
 
 
 def reply_subject(given: str | None, their_subject: str | None) -> str:

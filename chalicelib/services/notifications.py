@@ -51,6 +51,7 @@ from chalicelib.domain.replies import (
     ProviderUnavailable,
     RefusalKind,
     Refused,
+    provider_for,
 )
 from chalicelib.domain.timers import DeliveryFailed
 from chalicelib.observability import logger
@@ -305,6 +306,7 @@ def _plan(
     *,
     check_window: bool = True,
 ) -> Delivery | Block:
+    module = registry.channel(provider_for(channel, customer.whatsapp_provider))
     plan = plan_delivery(
         notification,
         customer,
@@ -312,11 +314,12 @@ def _plan(
         now,
         config.catalog,
         business_name=config.business_name,
+        rules=module.RULES[channel.value],
         check_window=check_window,
     )
     if isinstance(plan, Block):
         return plan
-    missing = registry.channel(plan.provider).missing_settings(channel.value)
+    missing = module.missing_settings(channel.value)
     if missing:
         return Block("not_configured", f"{channel.value} is not configured: set {', '.join(missing)}")
     return plan

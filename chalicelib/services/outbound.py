@@ -48,7 +48,15 @@ from chalicelib.domain.outbound import (
     ordered_parameters,
     plan,
 )
-from chalicelib.domain.replies import InboundEmail, ProviderRejected, RefusalKind, Refused, ReplyPlan, SentMessage
+from chalicelib.domain.replies import (
+    InboundEmail,
+    ProviderRejected,
+    RefusalKind,
+    Refused,
+    ReplyPlan,
+    SentMessage,
+    provider_for,
+)
 from chalicelib.observability import logger
 from chalicelib.services import delivery_status, email_unsubscribe, events
 from chalicelib.services.errors import SentNotRecorded, is_storage_failure
@@ -114,8 +122,8 @@ def send(
     now = now or utcnow()
     channel = choose(request, customer)
     latest = _latest_email(customer, conversation) if channel is Channel.EMAIL else None
-    planned = plan(request, customer, channel, now, latest)
-    module = registry.channel(planned.provider)
+    module = registry.channel(provider_for(channel, customer.whatsapp_provider))
+    planned = plan(request, customer, channel, now, latest, module.RULES[channel.value])
     missing = module.missing_settings(channel.value)
     if missing:
         raise Refused(

@@ -8,6 +8,7 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
 from chalicelib.domain.outbound import OutboundMessage, Purpose, plan
 from chalicelib.domain.replies import InboundEmail, ReplyPlan
+from tests.support.channel_rules import rules_for
 
 
 def plan_reply(
@@ -23,4 +24,4 @@ def plan_reply(
     message = OutboundMessage(
         purpose=Purpose.AGENT_REPLY, text=body, channel=channel, media_urls=tuple(media_urls), subject=subject
     )
-    return plan(message, customer, channel, now, latest_email)
+    return plan(message, customer, channel, now, latest_email, rules_for(channel, customer.whatsapp_provider))

@@ -20,7 +20,6 @@ from chalicelib.domain.consent import (
     opted_out_view,
     parse_clock,
     quiet_hours_end,
-    whatsapp_window_open,
 )
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
@@ -166,12 +165,16 @@ def test_a_channel_is_blocked_by_an_opt_out_or_a_missing_address() -> None:
 
 
 def test_the_whatsapp_window_is_24_hours_from_the_last_whatsapp_message() -> None:
-    assert not whatsapp_window_open(customer(), NOW)
+    from chalicelib.channels import twilio
+    from chalicelib.domain.channel_rules import window_open
+
+    rules = twilio.RULES["whatsapp"]
+    assert not window_open(rules, customer(), Channel.WHATSAPP, NOW)
     wrote = customer(last_inbound_by_channel={"whatsapp": NOW - timedelta(hours=23, minutes=59)})
-    assert whatsapp_window_open(wrote, NOW)
-    assert not whatsapp_window_open(wrote, NOW + timedelta(minutes=2))
+    assert window_open(rules, wrote, Channel.WHATSAPP, NOW)
+    assert not window_open(rules, wrote, Channel.WHATSAPP, NOW + timedelta(minutes=2))
     # an SMS does not open the WhatsApp window
-    assert not whatsapp_window_open(customer(last_inbound_by_channel={"sms": NOW}), NOW)
+    assert not window_open(rules, customer(last_inbound_by_channel={"sms": NOW}), Channel.WHATSAPP, NOW)
 
 
 def test_default_channel_order_is_preferred_then_last_then_sms_whatsapp_email() -> None:

@@ -25,6 +25,7 @@ from chalicelib.domain.notifications import (
     plan_delivery,
     render,
 )
+from tests.support.channel_rules import rules_for
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 CATALOG = TemplateCatalog.from_json(
@@ -60,7 +61,9 @@ def notification(**fields: Any) -> Notification:
 
 
 def plan(n: Notification, c: Customer, channel: Channel, **kwargs: Any) -> Delivery | Block:
-    return plan_delivery(n, c, channel, NOW, CATALOG, business_name="Acme", **kwargs)
+    """As services/notifications.py plans: with the rules of the channel's module."""
+    rules = rules_for(channel, c.whatsapp_provider)
+    return plan_delivery(n, c, channel, NOW, CATALOG, business_name="Acme", rules=rules, **kwargs)
 
 
 # --- The request ------------------------------------------------------------------------------------

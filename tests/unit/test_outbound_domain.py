@@ -12,6 +12,7 @@ from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel
 from chalicelib.domain.outbound import OutboundMessage, Purpose, Template, plan
 from chalicelib.domain.replies import HUMAN_AGENT_TAG, RefusalKind, Refused
+from tests.support.channel_rules import rules_for
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 EVERY_CHANNEL = (
@@ -60,6 +61,7 @@ def planned(purpose: Purpose, channel: Channel, who: Customer, **fields: Any) ->
         channel,
         NOW,
         None,
+        rules_for(channel, who.whatsapp_provider),
     )
 
 
@@ -138,3 +140,25 @@ def test_the_business_address_a_customer_wrote_to_is_kept_where_a_reply_can_come
         recipient_address=to,
     )
     assert answers_from(message) is kept
+
+
+def test_every_channel_has_the_rules_of_the_module_that_carries_it() -> None:
+    from chalicelib.channels import registry
+    from chalicelib.domain.replies import provider_for
+
+    for channel in Channel:
+        for whatsapp_provider in (None, "meta"):
+            module = registry.channel(provider_for(channel, whatsapp_provider))
+            assert channel.value in module.RULES, f"{module.__name__} carries {channel.value} but states no rules"
+    for provider in registry.CHANNELS:
+        module = registry.channel(provider)
+        assert module.PROVIDER == provider
+        for name in (
+            ("verify", "parse", "acknowledgement", "missing_settings", "send")
+            if provider != "webchat"
+            else (
+                "missing_settings",
+                "send",
+            )
+        ):
+            assert callable(getattr(module, name)), f"{provider} lacks {name}"

@@ -11,15 +11,14 @@ from pydantic import ValidationError
 
 from chalicelib.api.reply_models import ReplyRequest, validation_problem
 from chalicelib.channels.sendgrid import mail_payload
+from chalicelib.domain.channel_rules import check_content, window_tag
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, EmailThreading, Message
 from chalicelib.domain.replies import (
     InboundEmail,
     RefusalKind,
     Refused,
-    check_content,
     check_idempotency_key,
-    check_whatsapp_window,
     choose_channel,
     email_text,
     recipient_for,
@@ -28,6 +27,7 @@ from chalicelib.domain.replies import (
     request_fingerprint,
     whatsapp_address,
 )
+from tests.support.channel_rules import rules_for
 from tests.support.reply_plans import plan_reply
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -105,9 +105,14 @@ def test_whatsapp_prefix_is_added_once(written: str) -> None:
 # --- WhatsApp's 24-hour window ------------------------------------------------------------------
 
 
+def whatsapp_window(who: Customer) -> str | None:
+    """What Twilio's WhatsApp rules let an agent's free-form reply out with, now."""
+    return window_tag(rules_for(Channel.WHATSAPP), who, Channel.WHATSAPP, NOW, human=True, template=False)
+
+
 def test_whatsapp_window_is_open_for_24_hours_after_the_customer_wrote() -> None:
     wrote = {"whatsapp": NOW - timedelta(hours=24)}
-    check_whatsapp_window(customer(last_inbound_by_channel=wrote), NOW)
+    assert whatsapp_window(customer(last_inbound_by_channel=wrote)) is None
 
 
 @pytest.mark.parametrize(
@@ -116,7 +121,7 @@ def test_whatsapp_window_is_open_for_24_hours_after_the_customer_wrote() -> None
     ids=["25h-ago", "never-on-whatsapp", "never"],
 )
 def test_whatsapp_window_closed_asks_for_a_template(last_inbound: dict[str, datetime]) -> None:
-    refused = refusal(check_whatsapp_window, customer(last_inbound_by_channel=last_inbound), NOW)
+    refused = refusal(whatsapp_window, customer(last_inbound_by_channel=last_inbound))
     assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "whatsapp_window_closed")
     assert "template" in refused.message
 
@@ -135,23 +140,25 @@ def test_the_window_applies_to_whatsapp_only() -> None:
 
 
 def test_body_or_media_is_needed() -> None:
-    refused = refusal(check_content, Channel.SMS, "  \n", [], None)
+    refused = refusal(check_content, Channel.SMS, rules_for(Channel.SMS), "  \n", [], None)
     assert (refused.kind, refused.code) == (RefusalKind.INVALID, "invalid_request")
-    check_content(Channel.SMS, "", ["https://example.com/a.png"], None)
+    check_content(Channel.SMS, rules_for(Channel.SMS), "", ["https://example.com/a.png"], None)
 
 
 def test_body_limits_are_twilios_for_phone_channels_and_100k_for_email() -> None:
-    check_content(Channel.SMS, "x" * 1600, [], None)
-    check_content(Channel.EMAIL, "x" * 100_000, [], None)
+    check_content(Channel.SMS, rules_for(Channel.SMS), "x" * 1600, [], None)
+    check_content(Channel.EMAIL, rules_for(Channel.EMAIL), "x" * 100_000, [], None)
     for channel in (Channel.SMS, Channel.WHATSAPP):
-        refused = refusal(check_content, channel, "x" * 1601, [], None)
+        refused = refusal(check_content, channel, rules_for(channel), "x" * 1601, [], None)
         assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "body_too_long")
         assert "1600" in refused.message
-    assert refusal(check_content, Channel.EMAIL, "x" * 100_001, [], None).code == "body_too_long"
+    assert (
+        refusal(check_content, Channel.EMAIL, rules_for(Channel.EMAIL), "x" * 100_001, [], None).code == "body_too_long"
+    )
 
 
 def test_a_subject_only_goes_by_email() -> None:
-    refused = refusal(check_content, Channel.SMS, "hi", [], "Hello")
+    refused = refusal(check_content, Channel.SMS, rules_for(Channel.SMS), "hi", [], "Hello")
     assert (refused.kind, refused.code) == (RefusalKind.UNPROCESSABLE, "subject_not_supported")
 
 

@@ -17,11 +17,13 @@ import pytest
 
 from chalicelib.channels import webchat
 from chalicelib.channels.webchat import IdentityRejected, Session, SessionRejected
+from chalicelib.domain.channel_rules import check_content
 from chalicelib.domain.customers import Customer
 from chalicelib.domain.identity import Identity, IdentityKind
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, Media, Message
-from chalicelib.domain.replies import RefusalKind, Refused, check_content, choose_channel, recipient_for
+from chalicelib.domain.replies import RefusalKind, Refused, choose_channel, recipient_for
+from tests.support.channel_rules import rules_for
 from tests.support.reply_plans import plan_reply
 
 SECRET = "unit-webchat-session-secret-0123456789"
@@ -344,10 +346,10 @@ def test_a_web_chat_reply_is_planned_without_a_provider_and_within_the_page_limi
     )
 
     assert (plan.provider, plan.recipient, plan.body) == ("webchat", "vis_1", "Hi!")
-    check_content(Channel.WEBCHAT, "x" * 4000, [], None)
+    check_content(Channel.WEBCHAT, rules_for(Channel.WEBCHAT), "x" * 4000, [], None)
     with pytest.raises(Refused) as too_long:
-        check_content(Channel.WEBCHAT, "x" * 4001, [], None)
+        check_content(Channel.WEBCHAT, rules_for(Channel.WEBCHAT), "x" * 4001, [], None)
     assert too_long.value.code == "body_too_long"
     with pytest.raises(Refused) as with_subject:
-        check_content(Channel.WEBCHAT, "hi", [], "Subject")
+        check_content(Channel.WEBCHAT, rules_for(Channel.WEBCHAT), "hi", [], "Subject")
     assert with_subject.value.code == "subject_not_supported"

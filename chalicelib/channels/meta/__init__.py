@@ -13,7 +13,7 @@ The channel contract (channels/registry.py), and nothing else; each job has its 
 from __future__ import annotations
 
 from chalicelib.channels.meta.fields import PROVIDER
-from chalicelib.channels.meta.graph import missing_settings, page_payloads, send, whatsapp_payloads
+from chalicelib.channels.meta.graph import RULES, missing_settings, page_payloads, send, whatsapp_payloads
 from chalicelib.channels.meta.webhook import (
     ACKNOWLEDGEMENT,
     ACKNOWLEDGEMENT_TYPE,
@@ -28,6 +28,7 @@ __all__ = [
     "ACKNOWLEDGEMENT",
     "ACKNOWLEDGEMENT_TYPE",
     "PROVIDER",
+    "RULES",
     "acknowledgement",
     "handshake",
     "missing_settings",

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,11 +21,26 @@ from chalicelib.channels.meta.fields import (
     filename_of,
 )
 from chalicelib.domain.access_tokens import TokenCache
+from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import InvalidIdentity
 from chalicelib.domain.messages import Channel, DeliveryStatus
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com"
+# What Meta takes: one attachment per message; WhatsApp Cloud API 4,096 characters and templates
+# after its 24-hour window; Messenger 2,000 and Instagram 1,000 characters, 24 hours, then a human
+# agent may answer for 7 days with the HUMAN_AGENT tag.
+RULES = {
+    Channel.WHATSAPP.value: ChannelRules(
+        name="WhatsApp", body_chars=4096, window=timedelta(hours=24), template_outside_window=True
+    ),
+    Channel.MESSENGER.value: ChannelRules(
+        name="Messenger", body_chars=2000, window=timedelta(hours=24), human_agent_window=timedelta(days=7)
+    ),
+    Channel.INSTAGRAM.value: ChannelRules(
+        name="Instagram", body_chars=1000, window=timedelta(hours=24), human_agent_window=timedelta(days=7)
+    ),
+}
 MAX_ERROR_BODY_BYTES = 64 * 1024
 # Graph error codes that mean "not now" rather than "never": Meta's throttling codes (4, 17, 32,
 # 613, 80007, WhatsApp 130429 throughput and 131056 pair rate), and its transient server errors

@@ -32,6 +32,7 @@ from chalicelib.channels.sendgrid.message import PROVIDER
 from chalicelib.channels.sendgrid.send import (
     DEFAULT_API_BASE_URL,
     HUB_MESSAGE_ID_ARG,
+    RULES,
     SEND_TIMEOUT_SECONDS,
     mail_payload,
     send,
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_API_BASE_URL",
     "HUB_MESSAGE_ID_ARG",
     "PROVIDER",
+    "RULES",
     "SEND_TIMEOUT_SECONDS",
     "TOKEN_QUERY_PARAMETER",
     "acknowledgement",

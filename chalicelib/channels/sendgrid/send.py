@@ -12,10 +12,15 @@ from typing import Any
 from chalicelib.channels.base import Outgoing
 from chalicelib.channels.sendgrid.message import PROVIDER
 from chalicelib.domain.access_tokens import TokenCache
-from chalicelib.domain.messages import DeliveryStatus
+from chalicelib.domain.channel_rules import ChannelRules
+from chalicelib.domain.messages import Channel, DeliveryStatus
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
 
 DEFAULT_API_BASE_URL = "https://api.sendgrid.com"
+# Email: long bodies, media as links in the text (attachments would need the bytes), a subject.
+RULES = {
+    Channel.EMAIL.value: ChannelRules(name="email", body_chars=100_000, media=10, media_as_links=True, subject=True)
+}
 SEND_TIMEOUT_SECONDS = 10.0
 HUB_MESSAGE_ID_ARG = "hub_message_id"
 
