@@ -6,7 +6,10 @@ be reached on, and the content can go out on now (see domain/notifications.py), 
 customer's thread as an outbound message carrying `notification_id`, and tells the CRM
 (`message.created`). A non-urgent notification that arrives in the customer's quiet hours is held:
 stored as `scheduled` with a timer for the end of them. When a status callback later says the
-message failed or was undelivered, `on_status` sends it on the next eligible channel.
+message failed or was undelivered (services/delivery_status.py queues a `DeliveryFailed` timer,
+due at once), `on_status` sends it on the next eligible channel. Every send goes through the one
+outbound path (services/outbound.py), which records the notification's new state in the same
+transaction as its message.
 
 Concurrency: every change of a notification is a write conditional on its version. Before sending,
 a worker moves it to `sending` (a claim): of two workers (two callbacks for one failure, a timer
@@ -16,8 +19,8 @@ notification is held again (`scheduled`, retried by a timer in RETRY_SECONDS) ra
 AWS requests for an immediate notification to a known customer, sent on the first channel:
 GetItem identity + GetItem customer (or GetItem customer by id), PutItem notification, GetItem
 conversation, TransactWriteItems (message + provider-id lookup + message→notification pointer +
-conversation + notification), GetItem conversation (its counts for the event), SQS
-SendMessageBatch (message.created), Query (statuses that beat the recording): 8, no Scan.
+conversation + notification), Query (statuses that beat the recording), SQS SendMessageBatch
+(message.created, with the conversation as the write left it): 7, no Scan.
 """
 
 from __future__ import annotations
@@ -92,10 +95,6 @@ def notification_settings() -> NotificationSettings:
 # --- Outcome -----------------------------------------------------------------------------------------
 
 
-class SentButNotRecorded(SentNotRecorded):
-    """A provider took the message but the hub could not store it: never send it again blindly."""
-
-
 def _is_storage_failure(exc: Exception) -> bool:
     return is_storage_failure(exc) or isinstance(exc, store.Lost)
 
@@ -108,7 +107,7 @@ def create_notification(
 ) -> Done[Notification]:
     """Send (or schedule) a notification: the notification as it stands (sent or scheduled).
     Raises Refused (nothing sent: no eligible channel, unknown customer, not configured, or every
-    provider refused it), Unavailable (nothing sent: retry), SentButNotRecorded."""
+    provider refused it), Unavailable (nothing sent: retry), SentNotRecorded."""
     now = now or utcnow()
     return idempotency.run(
         idempotency_key,
@@ -124,7 +123,7 @@ def create_notification(
 def _guarded_run(request: NotificationRequest, now: datetime) -> Notification:
     try:
         return _run(request, now)
-    except SentButNotRecorded:
+    except SentNotRecorded:
         raise  # the key (if any) stays claimed: a repeat is "in progress" rather than a second message
     except Exception as exc:
         if not _is_storage_failure(exc):
@@ -392,7 +391,7 @@ def _send_through(
         except AnnounceFailed as exc:  # stored; the CRM hears of it with the notification's next change
             delivered = exc.delivered
         except NotRecorded as exc:
-            raise SentButNotRecorded(
+            raise SentNotRecorded(
                 f"notification {current.id} was handed to {exc.sent.provider} as message {exc.sent.id} "
                 "but could not be recorded; do not send it again"
             ) from exc
