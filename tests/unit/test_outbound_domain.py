@@ -152,7 +152,7 @@ def test_every_channel_has_the_rules_of_the_module_that_carries_it() -> None:
             assert channel.value in module.RULES, f"{module.__name__} carries {channel.value} but states no rules"
     for provider in registry.CHANNELS:
         module = registry.channel(provider)
-        assert module.PROVIDER == provider
+        assert provider == module.PROVIDER
         for name in (
             ("verify", "parse", "acknowledgement", "missing_settings", "send")
             if provider != "webchat"
