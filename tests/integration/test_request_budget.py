@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from tests.conftest import Hub
 from tests.integration.test_agent_replies import hub_with_providers, sandbox  # noqa: F401 - fixtures
 from tests.integration.test_ingest import sms
@@ -57,9 +59,8 @@ def test_a_retry_costs_one_more_read_and_never_scans(hub: Hub) -> None:
     assert calls == Counter({"dynamodb.GetItem": 2, "dynamodb.TransactWriteItems": 1, "sqs.SendMessage": 1})
 
 
-def test_an_agent_reply_costs_the_outbound_paths_budget_whatever_the_thread_length(
-    hub_with_providers: Hub, sandbox: Any
-) -> None:
+@pytest.mark.usefixtures("hub_with_providers")
+def test_an_agent_reply_costs_the_outbound_paths_budget_whatever_the_thread_length() -> None:
     """services/replies.py's docstring: with a key, PutItem (claim), 3 GetItem (conversation,
     customer, agent), then the outbound path (UpdateItem checkpoint, TransactWriteItems, Query for
     early statuses, SendMessageBatch), then UpdateItem (complete): the same for a long thread."""
@@ -87,7 +88,8 @@ def test_an_agent_reply_costs_the_outbound_paths_budget_whatever_the_thread_leng
     )
 
 
-def test_a_notification_costs_seven_requests(hub_with_providers: Hub, sandbox: Any) -> None:
+@pytest.mark.usefixtures("hub_with_providers")
+def test_a_notification_costs_seven_requests() -> None:
     """services/notifications.py's docstring, for a known customer on the first channel."""
     from chalicelib.http.notifications import create_notification
     from chalicelib.services.ingest import ingest
