@@ -171,6 +171,16 @@ def list_messages(conversation_id: str) -> dict[str, Any]:
     return {"data": [message_view(message) for message in messages], "next_cursor": next_cursor}
 
 
+@route("/v1/conversations/{conversation_id}/control", methods=["POST"])
+def change_control(conversation_id: str) -> dict[str, Any]:
+    from chalicelib.api.models import conversation_view
+    from chalicelib.domain.control import ControlRequest
+    from chalicelib.services import control
+
+    request = ControlRequest.model_validate(json_object(app.current_request))
+    return conversation_view(control.change(conversation_id, request))
+
+
 @route("/v1/conversations/{conversation_id}/links", methods=["POST"])
 def create_link(conversation_id: str) -> Response:
     from chalicelib.http import links
@@ -317,6 +327,47 @@ def delete_webhook(endpoint_id: str) -> Response:
     from chalicelib.services import webhooks
 
     webhooks.delete(endpoint_id)
+    return Response(body="", status_code=204)
+
+
+# --- Bot integrations (signed webhooks for the conversations a bot controls) -------------------
+
+
+@route("/v1/integrations", methods=["POST"])
+def create_integration() -> Response:
+    from chalicelib.api.integration_models import IntegrationCreate, integration_view
+    from chalicelib.services import integrations
+
+    body = IntegrationCreate.model_validate(json_object(app.current_request))
+    integration, secret = integrations.register(body.name, body.url, body.events, body.secret)
+    return Response(
+        body=integration_view(integration, secret),
+        status_code=201,
+        headers={"Content-Type": "application/json", "Location": f"/v1/integrations/{integration.id}"},
+    )
+
+
+@route("/v1/integrations")
+def list_integrations() -> dict[str, Any]:
+    from chalicelib.api.integration_models import integration_view
+    from chalicelib.services import integrations
+
+    return {"data": [integration_view(integration) for integration in integrations.list_integrations()]}
+
+
+@route("/v1/integrations/{integration_id}")
+def get_integration(integration_id: str) -> dict[str, Any]:
+    from chalicelib.api.integration_models import integration_view
+    from chalicelib.services import integrations
+
+    return integration_view(integrations.get_integration(integration_id))
+
+
+@route("/v1/integrations/{integration_id}", methods=["DELETE"])
+def delete_integration(integration_id: str) -> Response:
+    from chalicelib.services import integrations
+
+    integrations.delete(integration_id)
     return Response(body="", status_code=204)
 
 

@@ -747,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         with requests.Session() as session:
             session.trust_env = False
             wait_healthy(session, stack.url)
-        from chalicelib.services.routing import routing_config
+        from chalicelib.services.routing_config import routing_config
 
         config = routing_config()
         claim = docstring_claim()

@@ -143,6 +143,7 @@ def conversation_view(conversation: Conversation) -> dict[str, Any]:
         "last_message_at": _iso(conversation.last_message_at),
         "last_channel": conversation.last_channel,
         "waiting_since": _iso(conversation.waiting_since),
+        "control": conversation.control.model_dump(mode="json") if conversation.control else None,
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
     }

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity
 from chalicelib.domain.ids import id_datetime
@@ -18,6 +18,51 @@ class ConversationStatus(StrEnum):
     WAITING = "waiting"  # waiting for an agent
     ASSIGNED = "assigned"
     RESOLVED = "resolved"
+
+
+ASSISTANT = "assistant"  # the built-in assistant's integration id
+
+
+class ControllerKind(StrEnum):
+    BOT = "bot"
+    HUMANS = "humans"
+    NOBODY = "nobody"
+
+
+class Controller(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: ControllerKind
+    integration_id: str | None = None  # the bot's (ASSISTANT for the built-in one)
+
+    @classmethod
+    def named(cls, name: str) -> Controller:
+        """"humans", "nobody", "assistant" or an integration id."""
+        if name == ControllerKind.HUMANS.value:
+            return cls(kind=ControllerKind.HUMANS)
+        if name == ControllerKind.NOBODY.value:
+            return cls(kind=ControllerKind.NOBODY)
+        return cls(kind=ControllerKind.BOT, integration_id=name)
+
+    @property
+    def name(self) -> str:
+        return self.integration_id if self.is_bot and self.integration_id else self.kind.value
+
+    @property
+    def is_bot(self) -> bool:
+        return self.kind is ControllerKind.BOT
+
+
+class Control(BaseModel):
+    """The control state stored on the conversation."""
+
+    controller: Controller
+    offered_to: Controller | None = None
+    since: datetime
+    reason: str | None = None
+    # What the last controller handed over: its summary and the fields it collected, for the agent.
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    version: int = 0
 
 
 class ReplyToken(BaseModel):
@@ -92,6 +137,8 @@ class Conversation(BaseModel):
     assigned_channel: str | None = None
     assigned_at: datetime | None = None
     resolved_at: datetime | None = None
+    # Who controls the conversation (domain/control.py); None until its first message is handled.
+    control: Control | None = None
     created_at: datetime
     updated_at: datetime
 

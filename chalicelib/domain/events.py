@@ -30,6 +30,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "conversation.transferred",
     "conversation.resolved",
     "conversation.channel_linked",
+    "conversation.control_changed",
 )
 ALL_EVENTS = "*"
 

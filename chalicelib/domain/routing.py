@@ -30,6 +30,25 @@ class RoutingRule(BaseModel):
     skills: dict[str, int] = Field(default_factory=dict)
 
 
+class QueueControl(BaseModel):
+    """Who takes a queue's new conversations first: "humans", "assistant" (the built-in one), or
+    an integration id; per channel where it differs."""
+
+    default: str | None = None
+    channels: dict[str, str] = Field(default_factory=dict)
+
+
+class ControlConfig(BaseModel):
+    default: str = "humans"
+    queues: dict[str, QueueControl] = Field(default_factory=dict)
+
+    def first_controller(self, queue: str, channel: str) -> str:
+        chosen = self.queues.get(queue)
+        if chosen is not None:
+            return chosen.channels.get(channel) or chosen.default or self.default
+        return self.default
+
+
 class RoutingConfig(BaseModel):
     queues: list[str] = Field(default_factory=lambda: ["general"])
     default_queue: str = "general"
@@ -41,6 +60,7 @@ class RoutingConfig(BaseModel):
     # After each wait (from enqueue), required skills loosen one step: levels to 1, then none.
     relax_after_seconds: list[int] = Field(default_factory=lambda: [120, 300])
     agent_grace_seconds: int = Field(default=120, ge=0, le=900)
+    control: ControlConfig = Field(default_factory=ControlConfig)
 
     def all_queues(self) -> list[str]:
         named = [rule.queue for rule in self.rules if rule.queue]

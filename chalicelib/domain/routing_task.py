@@ -38,7 +38,17 @@ class MatchTask(BaseModel):
     sort_key: str
 
 
-RoutingMessage = Annotated[RoutingTask | MatchAgent | MatchTask, Field(discriminator="type")]
+class HandOff(BaseModel):
+    """Control of a conversation passed to humans (domain/control.py): queue it for an agent,
+    with the agent who took it first in line when one did."""
+
+    type: Literal["hand_off"] = "hand_off"
+    conversation_id: str
+    customer_id: str
+    preferred_agent: str | None = None
+
+
+RoutingMessage = Annotated[RoutingTask | MatchAgent | MatchTask | HandOff, Field(discriminator="type")]
 routing_message = TypeAdapter(RoutingMessage)
 
 

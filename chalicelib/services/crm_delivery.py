@@ -1,10 +1,16 @@
-"""Deliver CRM events to webhook endpoints, signed as Standard Webhooks specifies.
+"""Deliver CRM events to webhook endpoints, and events targeted at one bot integration to that
+integration, signed as Standard Webhooks specifies.
 
-The CRM events queue carries two kinds of message:
+The CRM events queue carries three kinds of message:
 
 - `{"kind": "event", "event": {...}}`: a new event. It is delivered to every endpoint subscribed
   to its type, concurrently, so one slow endpoint does not hold up another.
 - `{"kind": "delivery", "endpoint_id", "event", "attempt"}`: one endpoint's next attempt.
+- `{"kind": "integration", "integration_id", "event", "attempt"?}`: an event for one bot
+  integration only (services/events.py emit_to_integration; no attempt means the first), never
+  fanned out to CRM endpoints. It is delivered if the integration still exists and subscribes to
+  its type (else dropped, logged), with the same signing, timeout, retries, Retry-After and
+  dead-letter queue as a CRM delivery; its retries and dead letter are messages of this kind.
 
 A failed attempt (non-2xx, timeout, connection error) never fails the message it came from: the
 next attempt is queued as its own "delivery" message with an exponential, jittered delay, and
@@ -36,7 +42,9 @@ from urllib.parse import urlsplit
 from chalicelib import aws, metrics
 from chalicelib.config import settings
 from chalicelib.domain.events import CrmEvent, WebhookEndpoint, payload
+from chalicelib.domain.integrations import Integration
 from chalicelib.observability import logger
+from chalicelib.store import integrations as integration_store
 from chalicelib.store import webhooks as store
 
 USER_AGENT = "omnihub-webhooks/1"
@@ -45,6 +53,10 @@ MAX_PARALLEL_DELIVERIES = 8
 ERROR_SNIPPET = 200
 # What an attempt needs beyond the HTTP timeout to record its outcome and queue a retry.
 OUTCOME_MARGIN_SECONDS = 2.0
+
+
+# Where one delivery goes: a CRM's webhook endpoint, or one bot integration.
+Destination = WebhookEndpoint | Integration
 
 
 class DeliveryQueueUnavailable(RuntimeError):
@@ -96,6 +108,9 @@ def handle_record(body: dict[str, Any], deadline: float | None = None) -> None:
     elif kind == "delivery":
         event = CrmEvent.model_validate(body["event"])
         _redeliver(str(body["endpoint_id"]), event, int(body.get("attempt") or 1), deadline)
+    elif kind == "integration":
+        event = CrmEvent.model_validate(body["event"])
+        _deliver_to_integration(str(body["integration_id"]), event, int(body.get("attempt") or 1), deadline)
     else:
         raise ValueError(f"unknown CRM queue message kind {kind!r}")
 
@@ -137,15 +152,43 @@ def _redeliver(endpoint_id: str, event: CrmEvent, attempt: int, deadline: float 
     _attempt(endpoint, event, attempt)
 
 
+def _deliver_to_integration(integration_id: str, event: CrmEvent, attempt: int, deadline: float | None) -> None:
+    log = {"integration_id": integration_id, "event_id": event.id, "event_type": event.type, "attempt": attempt}
+    integration = integration_store.get_integration(integration_id)
+    if integration is None:
+        logger.info("integration deleted; delivery dropped", extra=log)
+        return
+    if not integration.subscribes(event.type):
+        logger.info("integration does not subscribe to this event; delivery dropped", extra=log)
+        return
+    if not _time_for_an_attempt(deadline):
+        _queue_deliveries([(integration, attempt, 0)], event)
+        return
+    _attempt(integration, event, attempt)
+
+
+def _describes(destination: Destination) -> tuple[str, str]:
+    """The log field naming the destination, and what its deliveries are called in logs."""
+    if isinstance(destination, Integration):
+        return "integration_id", "integration event"
+    return "endpoint_id", "crm event"
+
+
+def _stats_store(destination: Destination) -> Any:
+    return integration_store if isinstance(destination, Integration) else store
+
+
 def _time_for_an_attempt(deadline: float | None) -> bool:
     return deadline is None or deadline - time.monotonic() >= timeout_seconds() + OUTCOME_MARGIN_SECONDS
 
 
-def _attempt(endpoint: WebhookEndpoint, event: CrmEvent, attempt: int) -> None:
+def _attempt(endpoint: Destination, event: CrmEvent, attempt: int) -> None:
     outcome = deliver(endpoint, event)
     now = datetime.now(UTC)
+    id_field, what = _describes(endpoint)
+    stats = _stats_store(endpoint)
     log = {
-        "endpoint_id": endpoint.id,
+        id_field: endpoint.id,
         "host": urlsplit(endpoint.url).hostname,
         "event_id": event.id,
         "event_type": event.type,
@@ -153,22 +196,22 @@ def _attempt(endpoint: WebhookEndpoint, event: CrmEvent, attempt: int) -> None:
         "status": outcome.status,
     }
     if outcome.ok:
-        _note(store.record_success, endpoint.id, now)
-        logger.info("crm event delivered", extra=log)
+        _note(stats.record_success, endpoint.id, now)
+        logger.info(f"{what} delivered", extra=log)
         return
     error = outcome.error or "failed"
     metrics.webhook_delivery_failed()
-    if _note(store.record_failure, endpoint.id, now, error) is False:
-        logger.info("endpoint deleted; delivery dropped", extra={**log, "error": error})
+    if _note(stats.record_failure, endpoint.id, now, error) is False:
+        logger.info(f"{id_field.removesuffix('_id')} deleted; delivery dropped", extra={**log, "error": error})
         return
     if attempt < max_attempts():
         delay = retry_delay(attempt, outcome.retry_after)
         _queue_deliveries([(endpoint, attempt + 1, delay)], event)
-        logger.warning("crm event delivery failed; retry queued", extra={**log, "error": error, "retry_in": delay})
+        logger.warning(f"{what} delivery failed; retry queued", extra={**log, "error": error, "retry_in": delay})
         return
     _dead_letter(endpoint, event, attempt, error)
     metrics.webhook_delivery_failed(dead_lettered=True)
-    logger.error("crm event delivery failed for good; dead-lettered", extra={**log, "error": error})
+    logger.error(f"{what} delivery failed for good; dead-lettered", extra={**log, "error": error})
 
 
 def _note(record: Callable[..., bool], *args: Any) -> bool | None:
@@ -177,20 +220,27 @@ def _note(record: Callable[..., bool], *args: Any) -> bool | None:
     try:
         return record(*args)
     except Exception as exc:
-        logger.warning("could not record delivery stats", extra={"endpoint_id": args[0], "error": str(exc)})
+        logger.warning("could not record delivery stats", extra={"destination_id": args[0], "error": str(exc)})
         return None
 
 
 # --- Sending to SQS --------------------------------------------------------------------------
 
 
-def _delivery_message(endpoint: WebhookEndpoint, event: CrmEvent, attempt: int) -> str:
-    body = {"kind": "delivery", "endpoint_id": endpoint.id, "event": event.model_dump(mode="json"), "attempt": attempt}
+def _addressed(destination: Destination) -> dict[str, str]:
+    """The start of a queue message (or dead letter) for one destination: its kind and id."""
+    if isinstance(destination, Integration):
+        return {"kind": "integration", "integration_id": destination.id}
+    return {"kind": "delivery", "endpoint_id": destination.id}
+
+
+def _delivery_message(endpoint: Destination, event: CrmEvent, attempt: int) -> str:
+    body = {**_addressed(endpoint), "event": event.model_dump(mode="json"), "attempt": attempt}
     return json.dumps(body, separators=(",", ":"))
 
 
-def _queue_deliveries(deliveries: list[tuple[WebhookEndpoint, int, int]], event: CrmEvent) -> None:
-    """Queue (endpoint, attempt, delay seconds) deliveries of one event on the CRM events queue."""
+def _queue_deliveries(deliveries: list[tuple[Destination, int, int]], event: CrmEvent) -> None:
+    """Queue (destination, attempt, delay seconds) deliveries of one event on the CRM events queue."""
     url = settings().crm_events_queue_url
     if not url:
         raise DeliveryQueueUnavailable("CRM_EVENTS_QUEUE_URL is not set: retries have nowhere to go")
@@ -215,13 +265,12 @@ def _queue_deliveries(deliveries: list[tuple[WebhookEndpoint, int, int]], event:
             raise DeliveryQueueUnavailable(f"could not queue {len(response['Failed'])} webhook retries")
 
 
-def _dead_letter(endpoint: WebhookEndpoint, event: CrmEvent, attempts: int, error: str) -> None:
+def _dead_letter(endpoint: Destination, event: CrmEvent, attempts: int, error: str) -> None:
     url = settings().crm_events_queue_dlq_url
     if not url:
         raise DeliveryQueueUnavailable("CRM_EVENTS_QUEUE_DLQ_URL is not set: dead letters have nowhere to go")
     record = {
-        "kind": "delivery",
-        "endpoint_id": endpoint.id,
+        **_addressed(endpoint),
         "url": endpoint.url,
         "event": event.model_dump(mode="json"),
         "attempts": attempts,
@@ -250,7 +299,7 @@ def _http() -> Any:
         return _pool
 
 
-def signed_headers(endpoint: WebhookEndpoint, event: CrmEvent, body: bytes, now: int | None = None) -> dict[str, str]:
+def signed_headers(endpoint: Destination, event: CrmEvent, body: bytes, now: int | None = None) -> dict[str, str]:
     """Standard Webhooks headers for one attempt: the id stays, the timestamp is the attempt's."""
     from standardwebhooks import Webhook
 
@@ -265,8 +314,8 @@ def signed_headers(endpoint: WebhookEndpoint, event: CrmEvent, body: bytes, now:
     }
 
 
-def deliver(endpoint: WebhookEndpoint, event: CrmEvent) -> Outcome:
-    """POST the event to the endpoint once. Never raises: every failure is an Outcome."""
+def deliver(endpoint: Destination, event: CrmEvent) -> Outcome:
+    """POST the event to the endpoint (or integration) once. Never raises: every failure is an Outcome."""
     try:
         import urllib3
 

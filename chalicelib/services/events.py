@@ -4,6 +4,10 @@ Emitting costs one SQS request (SendMessage, or SendMessageBatch per 10 events) 
 for a CRM: delivery, retries and dead-lettering happen in handlers/crm_events.py. Callers run in
 SQS workers and rely on their own retry, so a failure to queue raises; the event id is derived
 from (type, key), so the retried step queues the same event again and the CRM sees it once.
+
+`emit_to_integration` queues an event for one bot integration only (the bot in control of a
+conversation): the same worker delivers it to that integration's URL alone, never to the CRM's
+endpoints, with the same signing, retries and dead-letter queue.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from chalicelib import aws
 from chalicelib.config import settings
 from chalicelib.domain.events import CrmEvent, new_event
+from chalicelib.domain.integrations import is_integration_id
 from chalicelib.observability import logger
 
 BATCH_ENTRIES = 10  # SendMessageBatch's limit
@@ -41,6 +46,29 @@ def emit(event_type: str, data: dict[str, Any], key: str, timestamp: datetime | 
     event = new_event(event_type, data, key, timestamp)
     aws.client("sqs").send_message(QueueUrl=queue_url(), MessageBody=message_body(event))
     logger.debug("crm event queued", extra={"event_id": event.id, "event_type": event.type})
+    return event
+
+
+def integration_message_body(integration_id: str, event: CrmEvent) -> str:
+    body = {"kind": "integration", "integration_id": integration_id, "event": event.model_dump(mode="json")}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def emit_to_integration(
+    integration_id: str, event_type: str, data: dict[str, Any], key: str, timestamp: datetime | None = None
+) -> CrmEvent:
+    """Queue one event for one integration (one SQS request). It is delivered only if the
+    integration still exists when the worker runs and subscribes to `event_type`; otherwise it is
+    dropped (logged). The id comes from (type, key), as for `emit`, so a retried step queues the
+    same event (same `webhook-id`). Raises ValueError for an id that is not an integration's."""
+    if not is_integration_id(integration_id):
+        raise ValueError(f"not an integration id: {str(integration_id)[:64]!r}")
+    event = new_event(event_type, data, key, timestamp)
+    aws.client("sqs").send_message(QueueUrl=queue_url(), MessageBody=integration_message_body(integration_id, event))
+    logger.debug(
+        "integration event queued",
+        extra={"integration_id": integration_id, "event_id": event.id, "event_type": event.type},
+    )
     return event
 
 

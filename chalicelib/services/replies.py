@@ -22,7 +22,7 @@ from datetime import datetime
 
 from chalicelib.api.reply_models import ReplyRequest
 from chalicelib.domain.agents import Agent
-from chalicelib.domain.customers import Conversation, Customer
+from chalicelib.domain.customers import Controller, Conversation, Customer
 from chalicelib.domain.messages import Channel, Message, utcnow
 from chalicelib.domain.outbound import OutboundMessage, Purpose, Sender, SenderType
 from chalicelib.domain.replies import RefusalKind, Refused
@@ -55,15 +55,15 @@ def send_reply(
 
 def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: Claim | None) -> Message:
     try:
-        conversation, customer, agent = _load(conversation_id, request.agent_id)
+        conversation, customer, agent = _load(conversation_id, request)
         delivered = outbound.send(
             OutboundMessage(
-                purpose=Purpose.AGENT_REPLY,
+                purpose=Purpose.AGENT_REPLY if agent else Purpose.BOT_REPLY,
                 text=request.text,
                 channel=request.channel,
                 media_urls=tuple(request.media_urls),
                 subject=request.subject,
-                sender=Sender(SenderType.AGENT, agent.id),
+                sender=Sender(SenderType.AGENT, agent.id) if agent else Sender(SenderType.BOT, request.bot_id),
             ),
             customer,
             conversation,
@@ -79,7 +79,7 @@ def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: Clai
             raise
         logger.warning("reply could not be prepared", extra={"error": type(exc).__name__})
         raise Unavailable("the hub's storage is unavailable; nothing was sent; retry") from exc
-    if delivered.message.channel is Channel.WEBCHAT:
+    if delivered.message.channel is Channel.WEBCHAT and agent is not None:
         _follow_visitor(delivered.message, agent)
     return delivered.message
 
@@ -98,11 +98,22 @@ def _resume(message: Message) -> Message:
     return message
 
 
-def _load(conversation_id: str, agent_id: str) -> tuple[Conversation, Customer, Agent]:
+def _load(conversation_id: str, request: ReplyRequest) -> tuple[Conversation, Customer, Agent | None]:
+    """The conversation, its customer, and the agent replying (None for a bot, which may answer
+    only while it controls the conversation)."""
     conversation, customer = outbound.addressee(conversation_id)
-    agent = agent_store.get_agent(agent_id)
+    if request.bot_id is not None:
+        control = conversation.control
+        if control is None or control.controller != Controller.named(request.bot_id):
+            raise Refused(
+                RefusalKind.UNPROCESSABLE,
+                "not_in_control",
+                f"bot '{request.bot_id}' does not control this conversation; it answers only while it does",
+            )
+        return conversation, customer, None
+    agent = agent_store.get_agent(str(request.agent_id))
     if agent is None:
-        raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no agent '{agent_id}'")
+        raise Refused(RefusalKind.NOT_FOUND, "not_found", f"no agent '{request.agent_id}'")
     return conversation, customer, agent
 
 

@@ -24,17 +24,14 @@ Left to do: one CRM batch instead of three, and the offer payload from what is a
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from chalicelib import metrics, queue
 from chalicelib.api.models import agent_view, conversation_view, customer_view, message_view, offer_view
-from chalicelib.config import settings
 from chalicelib.domain.agents import Agent, AgentStatus
-from chalicelib.domain.customers import Conversation, ConversationStatus, Customer
+from chalicelib.domain.customers import ControllerKind, Conversation, ConversationStatus, Customer
 from chalicelib.domain.ids import new_id, new_ulid
-from chalicelib.domain.messages import utcnow
+from chalicelib.domain.messages import Channel, utcnow
 from chalicelib.domain.offers import Offer, OfferStatus
 from chalicelib.domain.routing import (
     RoutingConfig,
@@ -47,6 +44,7 @@ from chalicelib.domain.routing import (
 )
 from chalicelib.domain.routing_task import (
     AgentGrace,
+    HandOff,
     MatchAgent,
     MatchTask,
     OfferTimeout,
@@ -54,8 +52,9 @@ from chalicelib.domain.routing_task import (
     TaskRecheck,
 )
 from chalicelib.observability import logger
-from chalicelib.services import timers
+from chalicelib.services import bots, consent, control, timers
 from chalicelib.services.errors import Conflict, NotFound
+from chalicelib.services.routing_config import routing_config
 from chalicelib.store import agents as agent_store
 from chalicelib.store import customers as customer_store
 from chalicelib.store import routing as routing_store
@@ -63,20 +62,6 @@ from chalicelib.store import thread
 from chalicelib.store.routing import Lost
 
 MATCH_ATTEMPTS = 3
-
-
-@lru_cache(maxsize=1)
-def routing_config() -> RoutingConfig:
-    """Routing rules are data: the `routing_config` setting (JSON), else `routing_config_file` (a
-    JSON file), else the defaults. Read once; `routing_config.cache_clear()` reads them again."""
-    current = settings()
-    raw = current.routing_config.strip()
-    if raw:
-        return RoutingConfig.model_validate_json(raw)
-    path = current.routing_config_file.strip()
-    if path:
-        return RoutingConfig.model_validate_json(Path(path).read_text())
-    return RoutingConfig()
 
 
 # --- CRM events ---------------------------------------------------------------------------------
@@ -119,10 +104,17 @@ def handle_inbound(task: RoutingTask) -> None:
         events.append(("customer.created", context, customer.id))
     events.append(("message.created", {**context, "message": message_view(message)}, message.id))
     _emit(events)
-    from chalicelib.services import consent
-
     if consent.handle_keyword(customer, conversation, message):
         return  # STOP/START/HELP (or an email unsubscribe): answered and recorded, never routed
+    if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED):
+        # A new cycle: its queue's first controller takes it (humans, the assistant or a bot).
+        queue_name = classify(task.channel.value, customer.attributes, task.text, routing_config()).queue
+        conversation = control.begin_cycle(conversation, queue_name, task.channel.value, utcnow())
+    if conversation.control is not None and conversation.control.controller.is_bot:
+        bots.deliver(conversation.control.controller, customer, conversation, message)
+        return  # while a bot is in control no routing task exists
+    if conversation.control is not None and conversation.control.controller.kind is ControllerKind.NOBODY:
+        return
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED) or (
         conversation.status is ConversationStatus.WAITING and not conversation.task_sort_key
     ):
@@ -132,6 +124,23 @@ def handle_inbound(task: RoutingTask) -> None:
     elif conversation.status is ConversationStatus.WAITING and conversation.task_queue and not conversation.offer_id:
         # Already in line (a redelivery after a crash, or a follow-up message): make sure it is matched.
         match_task_by_key(conversation.task_queue, str(conversation.task_sort_key))
+
+
+def hand_off(message: HandOff) -> None:
+    """Control passed to humans (services/control.py): put the conversation in line, with the
+    agent who took it first when one did."""
+    conversation = _conversation(message.conversation_id)
+    customer = customer_store.get_customer(message.customer_id)
+    if customer is None or conversation.control is None or conversation.control.controller.is_bot:
+        return  # gone, or a bot took it back meanwhile
+    if conversation.status in (ConversationStatus.WAITING, ConversationStatus.ASSIGNED):
+        return  # already in line or held (a redelivery)
+    channel = (conversation.last_channel or Channel.SMS).value
+    taken_by = message.preferred_agent
+    preferred = (taken_by, utcnow() + timedelta(seconds=routing_config().sticky_wait_seconds)) if taken_by else None
+    queued = queue_conversation(customer, conversation, channel, "", "handoff", preferred=preferred)
+    if queued is not None:
+        match_task(queued)
 
 
 def _sticky(customer: Customer, now: datetime, config: RoutingConfig) -> tuple[str | None, datetime | None]:
@@ -174,11 +183,23 @@ def _new_task(
 
 
 def queue_conversation(
-    customer: Customer, conversation: Conversation, channel: str, text: str, reason: str
+    customer: Customer,
+    conversation: Conversation,
+    channel: str,
+    text: str,
+    reason: str,
+    *,
+    preferred: tuple[str | None, datetime | None] | None = None,
 ) -> Task | None:
     now = utcnow()
     task = _new_task(
-        customer, conversation.id, channel, text, reason, now, preferred=_sticky(customer, now, routing_config())
+        customer,
+        conversation.id,
+        channel,
+        text,
+        reason,
+        now,
+        preferred=preferred or _sticky(customer, now, routing_config()),
     )
     try:
         routing_store.enqueue(task, now)

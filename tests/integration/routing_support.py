@@ -23,7 +23,7 @@ FAST = {
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> None:
-    from chalicelib.services.routing import routing_config
+    from chalicelib.services.routing_config import routing_config
 
     monkeypatch.setenv("ROUTING_CONFIG", json.dumps({**FAST, **overrides}))
     routing_config.cache_clear()

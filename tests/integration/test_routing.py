@@ -471,7 +471,7 @@ def test_routing_config_is_read_from_the_settings_and_cached_until_cleared(
     import json
 
     from chalicelib.domain.routing import RoutingConfig
-    from chalicelib.services.routing import routing_config
+    from chalicelib.services.routing_config import routing_config
 
     path = tmp_path / "routing.json"
     path.write_text(json.dumps({"offer_timeout_seconds": 7}))

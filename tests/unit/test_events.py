@@ -83,6 +83,7 @@ def test_every_event_type_the_hub_emits_is_known() -> None:
         "conversation.transferred",
         "conversation.resolved",
         "conversation.channel_linked",
+        "conversation.control_changed",
     }
     assert len(EVENT_TYPES) == len(set(EVENT_TYPES))
     for event_type in EVENT_TYPES:
