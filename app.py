@@ -171,6 +171,13 @@ def list_messages(conversation_id: str) -> dict[str, Any]:
     return {"data": [message_view(message) for message in messages], "next_cursor": next_cursor}
 
 
+@route("/v1/conversations/{conversation_id}/handoff")
+def get_handoff(conversation_id: str) -> dict[str, Any]:
+    from chalicelib.services import handoff
+
+    return handoff.packet(conversation_id)
+
+
 @route("/v1/conversations/{conversation_id}/control", methods=["POST"])
 def change_control(conversation_id: str) -> dict[str, Any]:
     from chalicelib.api.models import conversation_view

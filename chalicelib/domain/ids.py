@@ -67,6 +67,11 @@ def id_datetime(prefixed_id: str) -> datetime:
     return datetime.fromtimestamp(ulid_time_ms(prefixed_id.split("_", 1)[-1]) / 1000, tz=UTC)
 
 
+def id_floor(prefix: str, at: datetime) -> str:
+    """An id below every id of `prefix` made at or after `at` (a key to start reading from)."""
+    return f"{prefix}_{_encode(int(at.timestamp() * 1000), 10)}{'0' * 16}"
+
+
 def new_id(prefix: str) -> str:
     """A prefixed id such as `cus_01J...`: the prefix tells a reader what kind of thing it is."""
     return f"{prefix}_{new_ulid()}"

@@ -92,6 +92,16 @@ def test_a_bot_takes_the_conversation_answers_and_hands_it_to_humans_with_contex
 
     notes = [m.body for m in customers.list_messages(first.conversation_id, 50, None)[0] if m.direction == "event"]
     assert any(f"from {integration.id} to humans" in note for note in notes)
+    # And the handoff packet carries the whole cycle and what the bot collected
+    from chalicelib.services import handoff
+
+    packet = handoff.packet(first.conversation_id)
+    assert [m["body"] for m in packet["messages"] if m["direction"] != "event"] == ["Where is my order?", "Order 42?"]
+    assert packet["control"]["summary"] == "refund for order 42" and packet["control"]["fields"] == {"order": "42"}
+    assert packet["identities"] == {"phone": ["+15017122661"]}
+    assert packet["channels"]["sms"]["window_open"] is True and packet["channels"]["sms"]["opted_out_at"] is None
+    assert packet["channels"]["whatsapp"]["window_open"] is False  # never wrote on WhatsApp
+    assert packet["truncated"] is False
     # And a bot that no longer controls it cannot answer
     late = send_reply(first.conversation_id, {"sender": {"type": "bot", "id": integration.id}, "body": "still me"})
     assert (late.status_code, late.body["error"]["code"]) == (422, "not_in_control")
