@@ -112,6 +112,4 @@ def _target(request: ControlRequest) -> Controller:
 def _must_control(acting: Controller | None, controller: Controller) -> None:
     """A bot acts only on what it controls; the API key's holder (no `by`) may act for anyone."""
     if acting is not None and acting != controller:
-        raise Refused(
-            RefusalKind.UNPROCESSABLE, "not_in_control", f"{acting.name} does not control this conversation"
-        )
+        raise Refused(RefusalKind.UNPROCESSABLE, "not_in_control", f"{acting.name} does not control this conversation")

@@ -37,7 +37,7 @@ class Controller(BaseModel):
 
     @classmethod
     def named(cls, name: str) -> Controller:
-        """"humans", "nobody", "assistant" or an integration id."""
+        """ "humans", "nobody", "assistant" or an integration id."""
         if name == ControllerKind.HUMANS.value:
             return cls(kind=ControllerKind.HUMANS)
         if name == ControllerKind.NOBODY.value:

@@ -37,12 +37,13 @@ class Purpose(StrEnum):
     CONSENT_ANSWER = "consent_answer"  # the confirmation of STOP/START/HELP
     LINK_INVITATION = "link_invitation"
     LINK_REFUSAL = "link_refusal"  # a handoff link code that could not be used
+    AUTO_REPLY = "auto_reply"  # an out-of-hours answer or an acknowledgement of a new conversation
     SYSTEM_NOTICE = "system_notice"
 
 
 # Answers to what the customer just wrote: they go out on the channel the customer wrote on,
 # within every window (the customer's message opened it).
-ANSWERS = (Purpose.CONSENT_ANSWER, Purpose.LINK_REFUSAL)
+ANSWERS = (Purpose.CONSENT_ANSWER, Purpose.LINK_REFUSAL, Purpose.AUTO_REPLY)
 # A human (or a bot standing in for one) answering: Meta's HUMAN_AGENT tag may extend the window.
 REPLIES = (Purpose.AGENT_REPLY, Purpose.BOT_REPLY)
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from chalicelib.domain.agents import Agent
+from chalicelib.domain.default_texts import DEFAULT_ASSISTANT_TEXTS, DEFAULT_HANDOFF_KEYWORDS, DEFAULT_OUT_OF_HOURS
 
 
 class RuleMatch(BaseModel):
@@ -49,6 +50,25 @@ class ControlConfig(BaseModel):
         return self.default
 
 
+class AutoReplies(BaseModel):
+    """Texts per language ({next_opening} is the next opening in the customer's time zone)."""
+
+    out_of_hours: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_OUT_OF_HOURS))
+    # An acknowledgement of a new conversation during open hours; none unless configured.
+    acknowledgement: dict[str, str] = Field(default_factory=dict)
+
+
+class AssistantConfig(BaseModel):
+    """The built-in assistant: when it hands a conversation to humans, and what it says."""
+
+    handoff_keywords: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_HANDOFF_KEYWORDS))
+    max_misses: int = Field(default=2, ge=1, le=10)  # messages it could not answer before a person takes over
+    # Only these knowledge-base intents are answered; anything else goes to a person (None: all).
+    intents: list[str] | None = None
+    texts: dict[str, dict[str, str]] = Field(default_factory=lambda: dict(DEFAULT_ASSISTANT_TEXTS))
+    default_language: str = "en"
+
+
 class RoutingConfig(BaseModel):
     queues: list[str] = Field(default_factory=lambda: ["general"])
     default_queue: str = "general"
@@ -61,6 +81,10 @@ class RoutingConfig(BaseModel):
     relax_after_seconds: list[int] = Field(default_factory=lambda: [120, 300])
     agent_grace_seconds: int = Field(default=120, ge=0, le=900)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    # Queue → business-hours schedule id (PUT /v1/business-hours/{id}); a queue without one is always open.
+    schedules: dict[str, str] = Field(default_factory=dict)
+    auto_replies: AutoReplies = Field(default_factory=AutoReplies)
+    assistant: AssistantConfig = Field(default_factory=AssistantConfig)
 
     def all_queues(self) -> list[str]:
         named = [rule.queue for rule in self.rules if rule.queue]

@@ -52,7 +52,7 @@ from chalicelib.domain.routing_task import (
     TaskRecheck,
 )
 from chalicelib.observability import logger
-from chalicelib.services import bots, consent, control, timers
+from chalicelib.services import auto_replies, bots, consent, control, timers
 from chalicelib.services.errors import Conflict, NotFound
 from chalicelib.services.routing_config import routing_config
 from chalicelib.store import agents as agent_store
@@ -106,15 +106,18 @@ def handle_inbound(task: RoutingTask) -> None:
     _emit(events)
     if consent.handle_keyword(customer, conversation, message):
         return  # STOP/START/HELP (or an email unsubscribe): answered and recorded, never routed
+    queue_name = (
+        conversation.task_queue or classify(task.channel.value, customer.attributes, task.text, routing_config()).queue
+    )
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED):
         # A new cycle: its queue's first controller takes it (humans, the assistant or a bot).
-        queue_name = classify(task.channel.value, customer.attributes, task.text, routing_config()).queue
         conversation = control.begin_cycle(conversation, queue_name, task.channel.value, utcnow())
     if conversation.control is not None and conversation.control.controller.is_bot:
         bots.deliver(conversation.control.controller, customer, conversation, message)
         return  # while a bot is in control no routing task exists
     if conversation.control is not None and conversation.control.controller.kind is ControllerKind.NOBODY:
         return
+    auto_replies.after_inbound(customer, conversation, message, queue_name, utcnow())
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED) or (
         conversation.status is ConversationStatus.WAITING and not conversation.task_sort_key
     ):
