@@ -251,11 +251,18 @@ def _stemmer(language: str | None) -> Any:
     return snowballstemmer.stemmer(name)
 
 
+@lru_cache(maxsize=65536)
+def _stem(language: str | None, word: str) -> str:
+    """A word's stem (remembered: snowballstemmer is pure Python, and a knowledge base repeats
+    its words, so building an index stems each distinct word once)."""
+    stemmer = _stemmer(language)
+    return stemmer.stemWord(word) if stemmer is not None else word
+
+
 def words(text: str, language: str | None) -> list[str]:
     """The text's stemmed, lower-cased words in the language's rules."""
-    tokens = _WORD.findall(lowercase(text[:MAX_QUERY_LENGTH], language))
-    stemmer = _stemmer(primary_language(language))
-    return stemmer.stemWords(tokens) if stemmer is not None and tokens else tokens
+    code = primary_language(language)
+    return [_stem(code, token) for token in _WORD.findall(lowercase(text[:MAX_QUERY_LENGTH], code))]
 
 
 @dataclass(frozen=True)
@@ -407,9 +414,10 @@ def _matches(
     language: str | None,
     threshold: float,
     margin: float,
+    limit: int,
 ) -> list[Match]:
     found = []
-    for position, (score, candidate) in enumerate(ranked):
+    for position, (score, candidate) in enumerate(ranked[:limit]):
         entry = index.entries[candidate.entry_index]
         following = ranked[position + 1][0] if position + 1 < len(ranked) else 0.0
         confident = position == 0 and score >= threshold and score - following >= margin
@@ -445,10 +453,10 @@ def rank(
     index = _as_index(entries)
     code = primary_language(language)
     if code is not None and code in index.languages:
-        found = _matches(index.scores(query, [code]), index, code, threshold, margin)
+        found = _matches(index.scores(query, [code]), index, code, threshold, margin, limit)
         if found and found[0].confident:
-            return found[:limit]
-    return _matches(index.scores(query), index, code, threshold, margin)[:limit]
+            return found
+    return _matches(index.scores(query), index, code, threshold, margin, limit)
 
 
 def match(

@@ -83,6 +83,21 @@ def begin_cycle(conversation: Conversation, queue_name: str, channel: str, now: 
     )
 
 
+def remember(conversation: Conversation, metadata: dict[str, Any]) -> Conversation:
+    """The controller keeps notes (the assistant's unanswered count): a new version of the same
+    control, without a thread note or an event. Refused `control_changed` when it moved on."""
+    current = conversation.control
+    if current is None:
+        return conversation
+    after = current.model_copy(update={"metadata": metadata, "version": current.version + 1})
+    try:
+        return store.set_control(conversation.id, after, current.version)
+    except store.ControlChanged:
+        raise Refused(
+            RefusalKind.IN_PROGRESS, "control_changed", "control of the conversation changed meanwhile"
+        ) from None
+
+
 def record(
     conversation: Conversation, after: Control, action: str, *, preferred_agent: str | None = None
 ) -> Conversation:

@@ -243,6 +243,14 @@ def test_a_skipped_midnight_and_a_skipped_day() -> None:
     assert next_opening(apia, utc(2011, 12, 30, 3, 0)) == utc(2011, 12, 30, 19, 0)  # Saturday 09:00 +14
 
 
+def test_clocks_going_back_across_midnight_keep_the_new_days_shift_open() -> None:
+    # Goose Bay, 2006-10-29: at 00:01 ADT the clock went back to 23:01 AST on Saturday
+    hours = schedule({"sun": [interval("00:00", "02:00")]}, timezone="America/Goose_Bay")
+    assert next_opening(hours, utc(2006, 10, 29, 0, 0)) == utc(2006, 10, 29, 3, 0)
+    assert is_open(hours, utc(2006, 10, 29, 3, 30))  # the clock shows Saturday 23:30 again
+    assert next_change(hours, utc(2006, 10, 29, 3, 30)) == utc(2006, 10, 29, 6, 0)  # Sunday 02:00 AST
+
+
 def test_status_gathers_the_three_answers() -> None:
     hours = schedule({"mon": [interval("09:00", "12:00")]})
     closed = schedule_status(hours, datetime(2025, 1, 6, 10, 0, tzinfo=ZoneInfo("Europe/Istanbul")))
@@ -396,6 +404,7 @@ ZONES = [
     "America/Havana",  # skips midnight
     "Pacific/Apia",  # skipped a whole day in 2011
     "Asia/Kathmandu",  # +05:45
+    "America/Goose_Bay",  # went back across midnight until 2010
 ]
 PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -404,10 +413,10 @@ PROPERTY_SETTINGS = settings(
 
 @cache
 def transitions(zone_name: str) -> tuple[datetime, ...]:
-    """Every change of the zone's UTC offset from 2010 to 2027, to the second."""
+    """Every change of the zone's UTC offset from 2000 to 2027, to the second."""
     zone = ZoneInfo(zone_name)
     found = []
-    day = utc(2010, 1, 1)
+    day = utc(2000, 1, 1)
     while day.year < 2027:
         following = day + timedelta(days=1)
         if day.astimezone(zone).utcoffset() != following.astimezone(zone).utcoffset():
@@ -424,14 +433,15 @@ def transitions(zone_name: str) -> tuple[datetime, ...]:
     return tuple(found)
 
 
-# Interval end points in minutes after the day's midnight, from 04:00 to 04:00 the next day, so
-# that one day's intervals never overlap the next's (overlaps are refused).
-points = st.one_of(st.integers(8, 56).map(lambda half_hours: half_hours * 30), st.integers(240, 1680))
+# A schedule's intervals all lie within its "day" of 24 hours from a boundary minute (04:00 to
+# 04:00 the next day, say), so that one day's intervals never overlap the next's (overlaps are
+# refused); boundaries and end points favour whole and half hours, where clocks change.
+minutes = st.one_of(st.integers(0, 47).map(lambda half_hours: half_hours * 30), st.integers(0, MINUTES_PER_DAY - 1))
 
 
 @st.composite
-def day_intervals(draw: st.DrawFn) -> list[dict[str, str]]:
-    ends = sorted(draw(st.lists(points, max_size=6)))
+def day_intervals(draw: st.DrawFn, boundary: int) -> list[dict[str, str]]:
+    ends = sorted(boundary + minute for minute in draw(st.lists(minutes, max_size=6)))
     intervals = []
     for start, end in zip(ends[::2], ends[1::2], strict=False):
         if start == end or start >= MINUTES_PER_DAY:
@@ -455,10 +465,11 @@ def instants(draw: st.DrawFn, zone_name: str) -> datetime:
 def schedules_and_instants(draw: st.DrawFn) -> tuple[Schedule, datetime]:
     zone_name = draw(st.sampled_from(ZONES))
     at = draw(instants(zone_name))
-    weekly = {day: draw(day_intervals()) for day in WEEKDAYS if draw(st.booleans())}
+    boundary = draw(minutes)
+    weekly = {day: draw(day_intervals(boundary)) for day in WEEKDAYS if draw(st.booleans())}
     local_day = at.astimezone(ZoneInfo(zone_name)).date()
     exceptions = {
-        (local_day + timedelta(days=offset)).isoformat(): draw(st.one_of(st.just([]), day_intervals()))
+        (local_day + timedelta(days=offset)).isoformat(): draw(st.one_of(st.just([]), day_intervals(boundary)))
         for offset in draw(st.sets(st.integers(-2, 4), max_size=3))
     }
     return Schedule(id="prop", timezone=zone_name, weekly=weekly, exceptions=exceptions), at
@@ -528,7 +539,14 @@ def test_is_open_agrees_with_the_wall_clock_where_the_time_shows_once(
 ) -> None:
     hours, at = case
     change = next_change(hours, at)
-    for probe in (at, at + timedelta(seconds=seconds), *((change, change - timedelta(seconds=1)) if change else ())):
+    probes = [at, at + timedelta(seconds=seconds), *((change, change - timedelta(seconds=1)) if change else ())]
+    today = at.astimezone(hours.zone).date()
+    for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
+        for item in hours.intervals_on(day):
+            for minute in item.span_minutes:
+                edge = local_instant(hours.zone, day, minute)
+                probes.extend((edge, edge - timedelta(seconds=1), edge + timedelta(seconds=1)))
+    for probe in probes:
         if first_pass(hours, probe):
             assert is_open(hours, probe) == wall_clock_open(hours, probe), probe
 
@@ -536,12 +554,19 @@ def test_is_open_agrees_with_the_wall_clock_where_the_time_shows_once(
 @PROPERTY_SETTINGS
 @given(
     zone_name=st.sampled_from(ZONES),
-    day=st.dates(date(2010, 1, 1), date(2026, 12, 31)),
-    minutes=st.lists(st.integers(0, 2 * MINUTES_PER_DAY), min_size=2, max_size=2),
+    data=st.data(),
+    pair=st.lists(st.integers(0, 2 * MINUTES_PER_DAY), min_size=2, max_size=2),
 )
-def test_local_times_map_to_instants_in_order(zone_name: str, day: date, minutes: list[int]) -> None:
+def test_local_times_map_to_instants_in_order(zone_name: str, data: st.DataObject, pair: list[int]) -> None:
     zone = ZoneInfo(zone_name)
-    earlier, later = sorted(minutes)
+    changes = [change.astimezone(zone).date() for change in transitions(zone_name)]
+    days = (
+        st.one_of(st.sampled_from(changes), st.dates(date(2010, 1, 1), date(2026, 12, 31)))
+        if changes
+        else st.dates(date(2010, 1, 1), date(2026, 12, 31))
+    )
+    day = data.draw(days)
+    earlier, later = sorted(pair)
     first, second = local_instant(zone, day, earlier), local_instant(zone, day, later)
     assert first <= second
     wall = datetime.combine(day, datetime.min.time()) + timedelta(minutes=earlier)
