@@ -387,6 +387,50 @@ def send_conversation_message(conversation_id: str) -> Response:
     return Response(body=answer.body, status_code=answer.status_code, headers=answer.headers)
 
 
+# --- The assistant's knowledge base --------------------------------------------------------------
+
+
+@route("/v1/knowledge/{entry_id}", methods=["PUT"])
+def put_knowledge_entry(entry_id: str) -> Response:
+    from chalicelib.api.knowledge_models import KnowledgeEntryBody, entry_view
+    from chalicelib.services import knowledge
+
+    body = KnowledgeEntryBody.model_validate(json_object(app.current_request))
+    entry, created = knowledge.put_entry(entry_id, body)
+    return Response(body=entry_view(entry), status_code=201 if created else 200)
+
+
+@route("/v1/knowledge/{entry_id}")
+def get_knowledge_entry(entry_id: str) -> dict[str, Any]:
+    from chalicelib.api.knowledge_models import entry_view
+    from chalicelib.services import knowledge
+
+    return entry_view(knowledge.get_entry(entry_id))
+
+
+@route("/v1/knowledge/{entry_id}", methods=["DELETE"])
+def delete_knowledge_entry(entry_id: str) -> Response:
+    from chalicelib.services import knowledge
+
+    knowledge.delete_entry(entry_id)
+    return Response(body="", status_code=204)
+
+
+@route("/v1/knowledge")
+def list_or_search_knowledge() -> dict[str, Any]:
+    """With `query`: the matches, best first, with their scores. Without: the entries, by page."""
+    from chalicelib.api.knowledge_models import entry_view, match_view
+    from chalicelib.services import knowledge
+
+    request = app.current_request
+    query, limit = query_value(request, "query"), query_value(request, "limit")
+    if query is not None:
+        found = knowledge.search(query, query_value(request, "language"), _page_size(limit, default=10, maximum=50))
+        return {"data": [match_view(match) for match in found]}
+    entries, next_cursor = knowledge.list_entries(_page_size(limit), query_value(request, "cursor"))
+    return {"data": [entry_view(entry) for entry in entries], "next_cursor": next_cursor}
+
+
 # --- Proactive notifications and consent -------------------------------------------------------
 
 

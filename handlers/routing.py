@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib import metrics
-from chalicelib.domain.routing_task import HandOff, MatchAgent, MatchTask, RoutingTask, routing_message
+from chalicelib.domain.routing_task import Escalate, HandOff, MatchAgent, MatchTask, RoutingTask, routing_message
 from chalicelib.observability import with_lambda_context
 from chalicelib.services import routing
 
@@ -31,6 +31,8 @@ def record_handler(record: SQSRecord) -> None:
         routing.match_task_by_key(message.queue, message.sort_key)
     elif isinstance(message, HandOff):
         routing.hand_off(message)
+    elif isinstance(message, Escalate):
+        routing.escalate(message)
 
 
 @with_lambda_context

@@ -14,9 +14,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalicelib import metrics
 from chalicelib.domain.notifications import NotificationDue
 from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck
-from chalicelib.domain.timers import DeliveryFailed, WebchatReplySent, timer_message
+from chalicelib.domain.timers import DeliveryFailed, NoAgentReply, SlaDue, WebchatReplySent, timer_message
 from chalicelib.observability import with_lambda_context
-from chalicelib.services import notifications, offline_fallback, routing, timers
+from chalicelib.services import notifications, offline_fallback, routing, sla, timers
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -38,6 +38,10 @@ def record_handler(record: SQSRecord) -> None:
         notifications.handle_delivery_failed(message)
     elif isinstance(message, WebchatReplySent):
         offline_fallback.handle_timer(message)
+    elif isinstance(message, SlaDue):
+        sla.handle_due(message)
+    elif isinstance(message, NoAgentReply):
+        sla.handle_no_reply(message)
 
 
 @with_lambda_context

@@ -144,6 +144,7 @@ def conversation_view(conversation: Conversation) -> dict[str, Any]:
         "last_channel": conversation.last_channel,
         "waiting_since": _iso(conversation.waiting_since),
         "control": conversation.control.model_dump(mode="json") if conversation.control else None,
+        "sla": conversation.sla.model_dump(mode="json") if conversation.sla else None,
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
     }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity
 from chalicelib.domain.ids import id_datetime
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
+from chalicelib.domain.sla_clocks import SlaState
 
 
 class ConversationStatus(StrEnum):
@@ -139,6 +140,8 @@ class Conversation(BaseModel):
     resolved_at: datetime | None = None
     # Who controls the conversation (domain/control.py); None until its first message is handled.
     control: Control | None = None
+    # The service-level clocks of the current cycle (domain/sla.py), when a policy applies.
+    sla: SlaState | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -31,6 +31,9 @@ EVENT_TYPES: tuple[str, ...] = (
     "conversation.resolved",
     "conversation.channel_linked",
     "conversation.control_changed",
+    "sla.warning",
+    "sla.breached",
+    "conversation.escalated",
 )
 ALL_EVENTS = "*"
 

@@ -338,14 +338,18 @@ class KnowledgeIndex:
         self._candidates: dict[str, list[_Candidate]] = {}
         self._choices: dict[str, tuple[list[str], list[str]]] = {}
         self._vocabulary: dict[str, list[str]] = {}
+        self._most_variants: dict[str, int] = {}
+        self._known: dict[str, set[str]] = {}
         for language, questions in stems.items():
             per_entry: dict[int, set[str]] = {}
             for index, _, found in questions:
                 per_entry.setdefault(index, set()).update(found)
             common = self._common[language] = common_words(per_entry.values())
-            self._vocabulary[language] = sorted({fold(stem) for found in per_entry.values() for stem in found})
+            self._known[language] = {fold(stem) for found in per_entry.values() for stem in found}
+            self._vocabulary[language] = sorted(self._known[language])
             candidates = [_Candidate(index, question, Forms.of(found, common)) for index, question, found in questions]
             self._candidates[language] = candidates
+            self._most_variants[language] = max(Counter(candidate.entry_index for candidate in candidates).values())
             self._choices[language] = (
                 [candidate.forms.exact for candidate in candidates],
                 [candidate.forms.folded for candidate in candidates],
@@ -366,8 +370,7 @@ class KnowledgeIndex:
         least SPELLING_CUTOFF): "nerde" stems to "ner", which becomes "nere" as in "nerede"."""
         from rapidfuzz import fuzz, process
 
-        vocabulary = self._vocabulary[language]
-        known = set(vocabulary)
+        vocabulary, known = self._vocabulary[language], self._known[language]
         spelled = []
         for stem in stems:
             folded = fold(stem)
@@ -380,8 +383,11 @@ class KnowledgeIndex:
             spelled.append(stem)
         return spelled
 
-    def scores(self, query: str, languages: Iterable[str] | None = None) -> list[tuple[float, _Candidate]]:
-        """Each entry's best (score, question), best first; `languages` limits the questions compared."""
+    def scores(
+        self, query: str, languages: Iterable[str] | None = None, top: int | None = None
+    ) -> list[tuple[float, _Candidate]]:
+        """The `top` entries' best (score, question), best first (every entry's when None);
+        `languages` limits the questions compared."""
         from rapidfuzz import fuzz, process
 
         best: dict[int, tuple[float, _Candidate]] = {}
@@ -390,18 +396,23 @@ class KnowledgeIndex:
             found = words(query, language)
             if not candidates or not found:
                 continue
-            found = self._spelled(found, language)
-            forms = Forms.of(found, self._common[language])
+            forms = Forms.of(self._spelled(found, language), self._common[language])
             exact_choices, folded_choices = self._choices[language]
+            # Enough results for `top` distinct entries even if one entry's variants all come first.
+            wanted = None if top is None else top * self._most_variants[language]
             for text, choices in ((forms.exact, exact_choices), (forms.folded, folded_choices)):
-                for _, score, position in process.extract(
-                    text, choices, scorer=fuzz.token_set_ratio, processor=None, limit=None
-                ):
+                results = process.extract(text, choices, scorer=fuzz.token_set_ratio, processor=None, limit=wanted)
+                seen: set[int] = set()
+                for _, score, position in results:  # best first
                     candidate = candidates[position]
+                    seen.add(candidate.entry_index)
+                    if top is not None and len(seen) > top:
+                        break  # an entry in the overall top is in the top of the pass where it scores best
                     current = best.get(candidate.entry_index)
                     if current is None or score > current[0]:
                         best[candidate.entry_index] = (float(score), candidate)
-        return sorted(best.values(), key=lambda pair: (-pair[0], pair[1].entry_index))
+        ranked = sorted(best.values(), key=lambda pair: (-pair[0], pair[1].entry_index))
+        return ranked if top is None else ranked[:top]
 
 
 def _as_index(entries: KnowledgeIndex | Sequence[KnowledgeEntry]) -> KnowledgeIndex:
@@ -453,10 +464,10 @@ def rank(
     index = _as_index(entries)
     code = primary_language(language)
     if code is not None and code in index.languages:
-        found = _matches(index.scores(query, [code]), index, code, threshold, margin, limit)
+        found = _matches(index.scores(query, [code], top=limit + 1), index, code, threshold, margin, limit)
         if found and found[0].confident:
             return found
-    return _matches(index.scores(query), index, code, threshold, margin, limit)
+    return _matches(index.scores(query, top=limit + 1), index, code, threshold, margin, limit)
 
 
 def match(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from chalicelib.domain.agents import Agent
 from chalicelib.domain.default_texts import DEFAULT_ASSISTANT_TEXTS, DEFAULT_HANDOFF_KEYWORDS, DEFAULT_OUT_OF_HOURS
+from chalicelib.domain.sla import SlaPolicy
 
 
 class RuleMatch(BaseModel):
@@ -85,6 +86,7 @@ class RoutingConfig(BaseModel):
     schedules: dict[str, str] = Field(default_factory=dict)
     auto_replies: AutoReplies = Field(default_factory=AutoReplies)
     assistant: AssistantConfig = Field(default_factory=AssistantConfig)
+    sla: list[SlaPolicy] = Field(default_factory=list)  # the first that applies to a queue and priority
 
     def all_queues(self) -> list[str]:
         named = [rule.queue for rule in self.rules if rule.queue]

@@ -48,7 +48,15 @@ class HandOff(BaseModel):
     preferred_agent: str | None = None
 
 
-RoutingMessage = Annotated[RoutingTask | MatchAgent | MatchTask | HandOff, Field(discriminator="type")]
+class Escalate(BaseModel):
+    """An SLA escalation re-queues a conversation its agent has not answered, to another agent."""
+
+    type: Literal["escalate"] = "escalate"
+    conversation_id: str
+    agent_id: str
+
+
+RoutingMessage = Annotated[RoutingTask | MatchAgent | MatchTask | HandOff | Escalate, Field(discriminator="type")]
 routing_message = TypeAdapter(RoutingMessage)
 
 

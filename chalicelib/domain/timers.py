@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from chalicelib.domain.messages import DeliveryStatus
 from chalicelib.domain.notifications import NotificationDue
 from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck
+from chalicelib.domain.sla_clocks import SlaTarget
 
 
 class DeliveryFailed(BaseModel):
@@ -38,8 +39,34 @@ class WebchatReplySent(BaseModel):
     agent_name: str
 
 
+class SlaDue(BaseModel):
+    """A service-level clock reaches its warning or its target."""
+
+    type: Literal["sla_due"] = "sla_due"
+    conversation_id: str
+    target: SlaTarget
+    stage: Literal["warning", "breach"]
+    due_at: datetime  # the clock's moment it was set for (a moved clock ignores it)
+
+
+class NoAgentReply(BaseModel):
+    """An accepted conversation's agent has not replied for the policy's time: escalate it."""
+
+    type: Literal["no_agent_reply"] = "no_agent_reply"
+    conversation_id: str
+    agent_id: str
+    accepted_at: datetime
+
+
 TimerMessage = Annotated[
-    OfferTimeout | TaskRecheck | AgentGrace | NotificationDue | DeliveryFailed | WebchatReplySent,
+    OfferTimeout
+    | TaskRecheck
+    | AgentGrace
+    | NotificationDue
+    | DeliveryFailed
+    | WebchatReplySent
+    | SlaDue
+    | NoAgentReply,
     Field(discriminator="type"),
 ]
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from chalicelib.api.knowledge_models import KnowledgeEntryBody
 from chalicelib.api.reply_models import validation_problem
+from chalicelib.config import settings
 from chalicelib.domain import knowledge as matcher
 from chalicelib.domain.knowledge import ENTRY_ID, KnowledgeEntry, KnowledgeIndex, Match
 from chalicelib.domain.messages import utcnow
@@ -27,8 +28,8 @@ from chalicelib.store import knowledge as store
 MAX_RESULTS = 10
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
 
-# (version, index) of the entries this instance last read; None until the first read.
-_cached: tuple[int, KnowledgeIndex] | None = None
+# (table, version, index) of the entries this instance last read; None until the first read.
+_cached: tuple[str, int, KnowledgeIndex] | None = None
 
 
 def _checked(entry_id: str) -> str:
@@ -92,14 +93,15 @@ def index() -> KnowledgeIndex:
     """The current entries, matched against in memory: one GetItem when this instance's copy is
     current, else also the Query pages that read them again."""
     global _cached
+    table = settings().table_name
     version = store.version()
     cached = _cached
-    if cached is not None and cached[0] == version:
-        return cached[1]
+    if cached is not None and cached[:2] == (table, version):
+        return cached[2]
     # The version was read before the entries: a write in between makes the copy newer than its
     # version, so the next call reloads it again rather than keeping a stale one.
     fresh = KnowledgeIndex(store.list_entries())
-    _cached = (version, fresh)
+    _cached = (table, version, fresh)
     return fresh
 
 

@@ -28,7 +28,7 @@ from chalicelib.domain.outbound import OutboundMessage, Purpose, Sender, SenderT
 from chalicelib.domain.replies import RefusalKind, Refused
 from chalicelib.domain.timers import WebchatReplySent
 from chalicelib.observability import logger
-from chalicelib.services import idempotency, outbound, timers
+from chalicelib.services import idempotency, outbound, sla, timers
 from chalicelib.services.errors import SentNotRecorded, Unavailable, is_storage_failure
 from chalicelib.services.idempotency import Claim, Done
 from chalicelib.store import agents as agent_store
@@ -79,6 +79,8 @@ def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: Clai
             raise
         logger.warning("reply could not be prepared", extra={"error": type(exc).__name__})
         raise Unavailable("the hub's storage is unavailable; nothing was sent; retry") from exc
+    if agent is not None and not delivered.rejected:
+        sla.agent_replied(conversation.id, delivered.message.created_at)  # a bot's answer never counts
     if delivered.message.channel is Channel.WEBCHAT and agent is not None:
         _follow_visitor(delivered.message, agent)
     return delivered.message

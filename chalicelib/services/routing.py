@@ -44,6 +44,7 @@ from chalicelib.domain.routing import (
 )
 from chalicelib.domain.routing_task import (
     AgentGrace,
+    Escalate,
     HandOff,
     MatchAgent,
     MatchTask,
@@ -52,7 +53,7 @@ from chalicelib.domain.routing_task import (
     TaskRecheck,
 )
 from chalicelib.observability import logger
-from chalicelib.services import auto_replies, bots, consent, control, timers
+from chalicelib.services import auto_replies, bots, consent, control, sla, timers
 from chalicelib.services.errors import Conflict, NotFound
 from chalicelib.services.routing_config import routing_config
 from chalicelib.store import agents as agent_store
@@ -126,7 +127,10 @@ def handle_inbound(task: RoutingTask) -> None:
             match_task(queued)
     elif conversation.status is ConversationStatus.WAITING and conversation.task_queue and not conversation.offer_id:
         # Already in line (a redelivery after a crash, or a follow-up message): make sure it is matched.
+        sla.customer_wrote(conversation, message.created_at)
         match_task_by_key(conversation.task_queue, str(conversation.task_sort_key))
+    else:
+        sla.customer_wrote(conversation, message.created_at)  # held by an agent, or offered
 
 
 def hand_off(message: HandOff) -> None:
@@ -144,6 +148,20 @@ def hand_off(message: HandOff) -> None:
     queued = queue_conversation(customer, conversation, channel, "", "handoff", preferred=preferred)
     if queued is not None:
         match_task(queued)
+
+
+def escalate(message: Escalate) -> None:
+    """An SLA escalation: the agent who holds the conversation has not replied; another takes it."""
+    conversation = _conversation(message.conversation_id)
+    if conversation.status is not ConversationStatus.ASSIGNED or conversation.assigned_agent_id != message.agent_id:
+        return  # resolved, transferred or re-queued meanwhile (a redelivery)
+    _requeue(
+        conversation,
+        message.agent_id,
+        "escalation",
+        event="conversation.transferred",
+        excluded=[message.agent_id],
+    )
 
 
 def _sticky(customer: Customer, now: datetime, config: RoutingConfig) -> tuple[str | None, datetime | None]:
@@ -214,6 +232,7 @@ def queue_conversation(
     context = {"conversation": conversation_view(queued), "customer": customer_view(customer)}
     _emit([("conversation.queued", {**context, "task": _task_view(task)}, task.sort_key)])
     _schedule_recheck(task, now)
+    sla.start(conversation, task.queue, task.priority, now)
     return task
 
 
@@ -355,8 +374,11 @@ def accept_offer(offer_id: str) -> dict[str, Any]:
                 raise Conflict(f"offer '{offer_id}' expired at {offer.expires_at.isoformat()}") from None
     if offer.status not in (OfferStatus.PENDING, OfferStatus.ACCEPTED):
         raise Conflict(f"offer '{offer_id}' is {offer.status}; it can no longer be accepted")
+    newly = offer.pending
     offer = _offer_or_404(offer_id)
     conversation = _conversation(offer.conversation_id)
+    if newly:
+        sla.assigned(conversation, offer.agent_id, offer.decided_at or utcnow())
     agent = agent_store.get_agent(offer.agent_id)
     data = {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent) if agent else None}
     # Re-emitted with the same ids on a retry, so a CRM sees each event once.
@@ -509,6 +531,7 @@ def resolve(conversation_id: str) -> Conversation:
     elif not thread.resolve_unrouted(conversation.id, now.isoformat()):
         raise Conflict(f"conversation '{conversation_id}' changed meanwhile; read it again")
     resolved = _conversation(conversation_id)
+    sla.resolved(conversation_id, now)
     _emit(
         [
             (

@@ -441,13 +441,19 @@ minutes = st.one_of(st.integers(0, 47).map(lambda half_hours: half_hours * 30), 
 
 @st.composite
 def day_intervals(draw: st.DrawFn, boundary: int) -> list[dict[str, str]]:
-    ends = sorted(boundary + minute for minute in draw(st.lists(minutes, max_size=6)))
+    """Up to four intervals one after another from `boundary`, sometimes touching (gap 0)."""
+    lengths = st.one_of(st.sampled_from([30, 60, 120, 240, 480, 720, 1440]), st.integers(1, 900))
+    gaps = st.one_of(st.just(0), st.sampled_from([30, 60, 120]), st.integers(1, 600))
+    cursor = boundary + draw(gaps)
     intervals = []
-    for start, end in zip(ends[::2], ends[1::2], strict=False):
-        if start == end or start >= MINUTES_PER_DAY:
-            continue
+    for _ in range(draw(st.integers(0, 4))):
+        start = cursor
+        end = start + min(draw(lengths), MINUTES_PER_DAY if start == 0 else MINUTES_PER_DAY - 1)  # no 24-hour overnight
+        if start >= MINUTES_PER_DAY or end > boundary + MINUTES_PER_DAY:
+            break
         end_text = "24:00" if end == MINUTES_PER_DAY else f"{end % MINUTES_PER_DAY // 60:02d}:{end % 60:02d}"
         intervals.append(interval(f"{start // 60:02d}:{start % 60:02d}", end_text))
+        cursor = end + draw(gaps)
     return intervals
 
 
@@ -472,24 +478,36 @@ def schedules_and_instants(draw: st.DrawFn) -> tuple[Schedule, datetime]:
         (local_day + timedelta(days=offset)).isoformat(): draw(st.one_of(st.just([]), day_intervals(boundary)))
         for offset in draw(st.sets(st.integers(-2, 4), max_size=3))
     }
-    return Schedule(id="prop", timezone=zone_name, weekly=weekly, exceptions=exceptions), at
+    hours = Schedule(id="prop", timezone=zone_name, weekly=weekly, exceptions=exceptions)
+    # Often move `at` close to where the schedule opens or closes, where mistakes show.
+    edges = [
+        instant
+        for day in (local_day - timedelta(days=1), local_day, local_day + timedelta(days=1))
+        for item in hours.intervals_on(day)
+        for instant in (
+            local_instant(hours.zone, day, item.start_minute),
+            local_instant(hours.zone, day, item.span_minutes[1]),
+        )
+    ]
+    if edges and draw(st.booleans()):
+        at = draw(st.sampled_from(edges)) + timedelta(seconds=draw(st.integers(-5400, 5400)))
+    return hours, at
 
 
 def wall_clock_open(hours: Schedule, at: datetime) -> bool:
     """An independent reading of the rules by the local wall clock: open if the clock shows a
     time within one of the day's intervals, or within the overnight part of the day before's."""
-    local = at.astimezone(hours.zone)
-    today = local.date()
-    seconds = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
-    for item in hours.intervals_on(today):
-        start, end = item.span_minutes
-        if start * 60 <= seconds < end * 60:
+    local = at.astimezone(ZoneInfo(hours.timezone))
+    clock = local.strftime("%H:%M:%S.%f")  # compared as text: "HH:MM" sorts like the time it names
+
+    def intervals(day: date) -> list[Any]:
+        special = hours.exceptions.get(day.isoformat())
+        return special if special is not None else getattr(hours.weekly, day.strftime("%a").lower())
+
+    for item in intervals(local.date()):
+        if item.start <= clock and (clock < item.end or item.end <= item.start):
             return True
-    for item in hours.intervals_on(today - timedelta(days=1)):
-        start, end = item.span_minutes
-        if end > MINUTES_PER_DAY and seconds < (end - MINUTES_PER_DAY) * 60:
-            return True
-    return False
+    return any(item.end < item.start and clock < item.end for item in intervals(local.date() - timedelta(days=1)))
 
 
 def first_pass(hours: Schedule, at: datetime) -> bool:
