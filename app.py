@@ -500,3 +500,39 @@ def _page_size(raw: str | None, default: int = 50, maximum: int = 200) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise bad_request(f"'limit' must be a whole number from 1 to {maximum}")
     return int(raw)
+
+
+# --- Business hours (schedules; routing and auto-replies read them) ----------------------------
+
+
+@route("/v1/business-hours/{schedule_id}", methods=["PUT"])
+def put_business_hours(schedule_id: str) -> Response:
+    from chalicelib.api.business_hours_models import schedule_view
+    from chalicelib.services import business_hours
+
+    schedule, created = business_hours.put_schedule(schedule_id, json_object(app.current_request))
+    return Response(body=schedule_view(schedule), status_code=201 if created else 200)
+
+
+@route("/v1/business-hours/{schedule_id}")
+def get_business_hours(schedule_id: str) -> dict[str, Any]:
+    from chalicelib.api.business_hours_models import schedule_view
+    from chalicelib.services import business_hours
+
+    return schedule_view(business_hours.get_schedule(schedule_id))
+
+
+@route("/v1/business-hours/{schedule_id}", methods=["DELETE"])
+def delete_business_hours(schedule_id: str) -> Response:
+    from chalicelib.services import business_hours
+
+    business_hours.delete_schedule(schedule_id)
+    return Response(body="", status_code=204)
+
+
+@route("/v1/business-hours/{schedule_id}/status")
+def business_hours_status(schedule_id: str) -> dict[str, Any]:
+    from chalicelib.api.business_hours_models import status_view
+    from chalicelib.services import business_hours
+
+    return status_view(business_hours.status(schedule_id, query_value(app.current_request, "at")))

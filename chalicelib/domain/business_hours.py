@@ -268,7 +268,7 @@ def local_instant(zone: ZoneInfo, day: date, minute: int) -> datetime:
             high = middle
         else:
             low = middle + 1
-    return other
+    return datetime.fromtimestamp(low, UTC)
 
 
 def _wall(instant: datetime, zone: ZoneInfo) -> datetime:

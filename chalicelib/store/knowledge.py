@@ -135,9 +135,3 @@ def list_entries() -> list[KnowledgeEntry]:
             break
         after = page[-1].id
     return entries[:MAX_ENTRIES]
-
-
-def snapshot() -> tuple[int, list[KnowledgeEntry]]:
-    """(version, entries), the version read first (see the module's note)."""
-    current = version()
-    return current, list_entries()

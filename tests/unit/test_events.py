@@ -84,6 +84,9 @@ def test_every_event_type_the_hub_emits_is_known() -> None:
         "conversation.resolved",
         "conversation.channel_linked",
         "conversation.control_changed",
+        "sla.warning",
+        "sla.breached",
+        "conversation.escalated",
     }
     assert len(EVENT_TYPES) == len(set(EVENT_TYPES))
     for event_type in EVENT_TYPES:
