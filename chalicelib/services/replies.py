@@ -80,7 +80,7 @@ def _run(conversation_id: str, request: ReplyRequest, now: datetime, claim: Clai
         logger.warning("reply could not be prepared", extra={"error": type(exc).__name__})
         raise Unavailable("the hub's storage is unavailable; nothing was sent; retry") from exc
     if agent is not None and not delivered.rejected:
-        sla.agent_replied(conversation.id, delivered.message.created_at)  # a bot's answer never counts
+        sla.agent_replied(conversation, delivered.message.created_at)  # a bot's answer never counts
     if delivered.message.channel is Channel.WEBCHAT and agent is not None:
         _follow_visitor(delivered.message, agent)
     return delivered.message

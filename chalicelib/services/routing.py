@@ -531,7 +531,7 @@ def resolve(conversation_id: str) -> Conversation:
     elif not thread.resolve_unrouted(conversation.id, now.isoformat()):
         raise Conflict(f"conversation '{conversation_id}' changed meanwhile; read it again")
     resolved = _conversation(conversation_id)
-    sla.resolved(conversation_id, now)
+    sla.resolved(resolved, now)
     _emit(
         [
             (

@@ -75,7 +75,12 @@ def start(conversation: Conversation, queue_name: str, priority: int, now: datet
         _schedule(conversation.id, made)
 
 
-def agent_replied(conversation_id: str, at: datetime) -> None:
+def agent_replied(conversation: Conversation, at: datetime) -> None:
+    """An agent's reply (as the conversation stood before it): meets the response clocks. Costs
+    nothing for a conversation without clocks."""
+    if conversation.sla is None:
+        return
+
     def change(state: SlaState) -> SlaState | None:
         clocks = dict(state.clocks)
         for target in (SlaTarget.FIRST_RESPONSE, SlaTarget.NEXT_RESPONSE):
@@ -84,7 +89,7 @@ def agent_replied(conversation_id: str, at: datetime) -> None:
                 clocks[target.value] = ended(current, at)
         return state.model_copy(update={"clocks": clocks, "responded": True, "last_agent_reply_at": at})
 
-    _update(conversation_id, change)
+    _update(conversation.id, change)
 
 
 def customer_wrote(conversation: Conversation, at: datetime) -> None:
@@ -108,7 +113,11 @@ def customer_wrote(conversation: Conversation, at: datetime) -> None:
         _schedule(conversation.id, made)
 
 
-def resolved(conversation_id: str, at: datetime) -> None:
+def resolved(conversation: Conversation, at: datetime) -> None:
+    """A resolution meets the resolution clock and stops the others; nothing without clocks."""
+    if conversation.sla is None:
+        return
+
     def change(state: SlaState) -> SlaState | None:
         clocks = {}
         for name, current in state.clocks.items():
@@ -120,7 +129,7 @@ def resolved(conversation_id: str, at: datetime) -> None:
                 clocks[name] = current.model_copy(update={"status": ClockStatus.STOPPED, "ended_at": at})
         return state.model_copy(update={"clocks": clocks})
 
-    _update(conversation_id, change)
+    _update(conversation.id, change)
 
 
 def assigned(conversation: Conversation, agent_id: str, at: datetime) -> None:
