@@ -54,6 +54,7 @@ class Escalate(BaseModel):
     type: Literal["escalate"] = "escalate"
     conversation_id: str
     agent_id: str
+    raise_priority: int = Field(default=0, ge=0, le=9)  # how many levels higher it waits
 
 
 RoutingMessage = Annotated[RoutingTask | MatchAgent | MatchTask | HandOff | Escalate, Field(discriminator="type")]

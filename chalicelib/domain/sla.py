@@ -33,7 +33,10 @@ class SlaPolicy(BaseModel):
     warning_at: float = Field(default=0.8, gt=0, lt=1)
     # An accepted conversation with no agent reply for this long is escalated.
     escalate_after_seconds: int | None = Field(default=None, ge=1)
-    escalation: Literal["requeue", "notify"] = "notify"
+    # What an escalation does: re-queue to another agent, the same with a higher priority, or only
+    # announce it (`conversation.escalated`, for a supervisor's webhook).
+    escalation: Literal["requeue", "raise_priority", "notify"] = "notify"
+    priority_step: int = Field(default=2, ge=1, le=9)
 
     def seconds_for(self, target: SlaTarget) -> int | None:
         return {

@@ -4,7 +4,7 @@ again (`GET /v1/conversations/{id}/handoff`).
 It carries every message of the current cycle on every channel (not the last 10), who controls
 the conversation and what the last controller handed over (its reason, summary, the fields it
 collected and up to 16 KB of metadata), the customer's identities per channel, which channels'
-windows are open now and the consent state per channel.
+windows are open now, the consent state per channel, and the cycle's SLA clocks.
 
 AWS requests: GetItem conversation, GetItem customer, one Query per 100 messages of the cycle
 (at most MAX_MESSAGES messages; `truncated` says when there were more).
@@ -76,7 +76,7 @@ def packet(conversation_id: str, *, now: datetime | None = None) -> dict[str, An
         },
         "identities": identities,
         "channels": channels,
-        "sla": [],
+        "sla": conversation.sla.model_dump(mode="json")["clocks"] if conversation.sla else {},
     }
 
 

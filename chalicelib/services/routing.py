@@ -53,7 +53,7 @@ from chalicelib.domain.routing_task import (
     TaskRecheck,
 )
 from chalicelib.observability import logger
-from chalicelib.services import auto_replies, bots, consent, control, sla, timers
+from chalicelib.services import auto_replies, bots, consent, control, handoff, sla, timers
 from chalicelib.services.errors import Conflict, NotFound
 from chalicelib.services.routing_config import routing_config
 from chalicelib.store import agents as agent_store
@@ -161,6 +161,7 @@ def escalate(message: Escalate) -> None:
         "escalation",
         event="conversation.transferred",
         excluded=[message.agent_id],
+        raise_priority=message.raise_priority,
     )
 
 
@@ -264,20 +265,22 @@ def _offer(task: Task, agent: Agent, now: datetime) -> Offer | None:
     except Lost:
         return None
     conversation = _conversation(task.conversation_id)
-    _emit(
-        [
-            (
-                "offer.created",
-                {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent)},
-                offer_id,
-            )
-        ]
-    )
+    data = {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent)}
+    if _handed_over(conversation):
+        data["handoff"] = handoff.packet(conversation.id)  # what the bot gathered, and the whole cycle
+    _emit([("offer.created", data, offer_id)])
     logger.info("offer created", extra={"offer_id": offer_id, "agent_id": agent.id, "queue": task.queue})
     metrics.assignment_latency(task.enqueued_at, now)
     if agent.auto_accept:
         accept_offer(offer_id)
     return offer
+
+
+def _handed_over(conversation: Conversation) -> bool:
+    """A bot passed the conversation to humans in this cycle: its offer carries the handoff packet
+    (an agent never asks what the bot already asked)."""
+    control = conversation.control
+    return control is not None and control.controller.kind is ControllerKind.HUMANS and bool(control.metadata)
 
 
 def _best_waiting_for(agent: Agent, now: datetime, config: RoutingConfig) -> Task | None:
@@ -381,6 +384,8 @@ def accept_offer(offer_id: str) -> dict[str, Any]:
         sla.assigned(conversation, offer.agent_id, offer.decided_at or utcnow())
     agent = agent_store.get_agent(offer.agent_id)
     data = {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent) if agent else None}
+    if _handed_over(conversation):
+        data["handoff"] = handoff.packet(conversation.id)
     # Re-emitted with the same ids on a retry, so a CRM sees each event once.
     _emit([("offer.accepted", data, offer_id), ("conversation.assigned", data, offer_id)])
     return offer_view(offer)
@@ -466,6 +471,7 @@ def _requeue(
     skills: dict[str, int] | None = None,
     queue_name: str | None = None,
     excluded: list[str] | None = None,
+    raise_priority: int = 0,
 ) -> Task:
     customer = customer_store.get_customer(conversation.customer_id)
     if customer is None:
@@ -484,6 +490,8 @@ def _requeue(
         queue_name=queue_name,
         excluded=excluded,
     )
+    if raise_priority:
+        task = task.model_copy(update={"priority": min(9, task.priority + raise_priority)})
     try:
         routing_store.release_conversation(
             conversation.id, agent_id, str(channel), now, resolve=False, customer_id=customer.id, requeue=task

@@ -184,9 +184,10 @@ def handle_no_reply(message: NoAgentReply) -> None:
         "action": policy.escalation,
     }
     events.emit_many([("conversation.escalated", data, f"{conversation.id}:{message.accepted_at.isoformat()}")])
-    if policy.escalation == "requeue":
+    if policy.escalation in ("requeue", "raise_priority"):
+        step = policy.priority_step if policy.escalation == "raise_priority" else 0
         queue.request_routing(
-            Escalate(conversation_id=conversation.id, agent_id=message.agent_id).model_dump_json(),
+            Escalate(conversation_id=conversation.id, agent_id=message.agent_id, raise_priority=step).model_dump_json(),
             conversation.customer_id,
         )
     logger.info("conversation escalated", extra={"conversation_id": conversation.id, "action": policy.escalation})

@@ -44,11 +44,12 @@ def test_a_bot_takes_the_conversation_answers_and_hands_it_to_humans_with_contex
 ) -> None:
     from chalicelib.domain.control import ControlAction, ControlRequest
     from chalicelib.http.replies import send_reply
-    from chalicelib.services import control
+    from chalicelib.services import control, webhooks
     from chalicelib.services.ingest import ingest
 
-    bot = receivers()
+    bot, desk = receivers(), receivers()
     integration, secret = bot_in_control(monkeypatch, bot)
+    webhooks.register(desk.url, ["offer.created"])
     make_agent("grace")
     workers = Workers(crm)
     workers.drain()
@@ -92,7 +93,15 @@ def test_a_bot_takes_the_conversation_answers_and_hands_it_to_humans_with_contex
 
     notes = [m.body for m in customers.list_messages(first.conversation_id, 50, None)[0] if m.direction == "event"]
     assert any(f"from {integration.id} to humans" in note for note in notes)
-    # And the handoff packet carries the whole cycle and what the bot collected
+    # And the offer the agent gets carries the handoff packet: the whole cycle and what the bot collected
+    workers.drain(until=lambda: bool(desk.requests))
+    [offered] = [json.loads(r.body) for r in desk.requests]
+    carried = offered["data"]["handoff"]
+    assert [m["body"] for m in carried["messages"] if m["direction"] != "event"] == ["Where is my order?", "Order 42?"]
+    assert carried["control"]["fields"] == {"order": "42"}
+    assert not [r for r in bot.requests if json.loads(r.body)["type"] == "offer.created"], (
+        "the bot hears what it asked for"
+    )
     from chalicelib.services import handoff
 
     packet = handoff.packet(first.conversation_id)

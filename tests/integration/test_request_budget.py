@@ -102,3 +102,63 @@ def test_a_notification_costs_seven_requests() -> None:
 
     assert outcome.status_code == 202, outcome.body
     assert sum(calls.values()) == 7 and "dynamodb.Scan" not in calls, calls
+
+
+def _routed(hub: Hub, calls: Counter[str]) -> Counter[str]:
+    """Run the routing worker's step on the routing queue's messages, counting only that step."""
+    from chalicelib.domain.routing_task import RoutingTask, routing_message
+    from chalicelib.services import routing
+
+    received = hub.routing_messages()
+    sqs = hub.client("sqs")
+    for message in received:  # done with (a FIFO group holds later messages while one is in flight)
+        sqs.delete_message(QueueUrl=hub.routing_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    tasks = [routing_message.validate_json(message["Body"]) for message in received]
+    calls.clear()
+    for task in tasks:
+        assert isinstance(task, RoutingTask)
+        routing.handle_inbound(task)
+    return Counter(calls)
+
+
+@pytest.mark.usefixtures("hub_with_providers")
+def test_a_message_to_a_bot_in_control_costs_six_requests(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """services/bots.py: the routing worker reads the conversation, customer and message, queues
+    the CRM's message.created, reads the integration and queues its targeted event."""
+    from chalicelib.services import integrations
+    from chalicelib.services.ingest import ingest
+    from tests.integration.routing_support import configure
+
+    integration, _ = integrations.register("Order bot", "https://bots.example.com/hook")
+    configure(monkeypatch, control={"default": integration.id})
+    calls = count_requests()
+    ingest(sms("SMbotbudget-1", body="hi"))
+    _routed(hub, calls)  # the first message starts the cycle (the bot takes control)
+    ingest(sms("SMbotbudget-2", body="where is my order?"))
+
+    spent = _routed(hub, calls)
+
+    assert spent == Counter({"dynamodb.GetItem": 4, "sqs.SendMessageBatch": 1, "sqs.SendMessage": 1}), spent
+
+
+@pytest.mark.usefixtures("hub_with_providers")
+def test_a_message_the_assistant_answers_costs_eight_requests(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """services/assistant.py: the worker's three reads and the CRM batch, the knowledge base's
+    version (entries cached), then the outbound path's write, early-status query and event."""
+    from chalicelib.services import knowledge
+    from chalicelib.services.ingest import ingest
+    from tests.integration.routing_support import configure
+
+    knowledge.put_entry(
+        "hours",
+        {"questions": [{"language": "en", "text": "What are your opening hours?"}], "answers": {"en": "9 to 6."}},
+    )
+    configure(monkeypatch, control={"default": "assistant"})
+    calls = count_requests()
+    ingest(sms("SMasbudget-1", body="what are your opening hours?"))
+    _routed(hub, calls)  # the first one starts the cycle and warms the knowledge base cache
+    ingest(sms("SMasbudget-2", body="What are your opening hours?"))
+
+    spent = _routed(hub, calls)
+
+    assert sum(spent.values()) == 8 and "dynamodb.Scan" not in spent, spent

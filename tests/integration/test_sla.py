@@ -33,7 +33,9 @@ def crm_endpoint(receivers: Callable[[], Receiver]) -> Receiver:
     from chalicelib.services import webhooks
 
     endpoint = receivers()
-    webhooks.register(endpoint.url, ["sla.warning", "sla.breached", "conversation.escalated"])
+    webhooks.register(
+        endpoint.url, ["sla.warning", "sla.breached", "conversation.escalated", "conversation.transferred"]
+    )
     return endpoint
 
 
@@ -86,8 +88,9 @@ def test_an_agent_reply_in_time_meets_the_target_and_a_bot_never_does(
 
 
 @pytest.mark.usefixtures("hub_with_providers")
+@pytest.mark.parametrize(("escalation", "priority"), [("requeue", 5), ("raise_priority", 7)])
 def test_a_silent_agents_conversation_is_escalated_to_another_agent(
-    crm: Hub, receivers: Callable[[], Receiver], monkeypatch: pytest.MonkeyPatch
+    crm: Hub, receivers: Callable[[], Receiver], monkeypatch: pytest.MonkeyPatch, escalation: str, priority: int
 ) -> None:
     from chalicelib.services import routing
     from chalicelib.services.ingest import ingest
@@ -95,7 +98,7 @@ def test_a_silent_agents_conversation_is_escalated_to_another_agent(
     endpoint = crm_endpoint(receivers)
     configure(
         monkeypatch,
-        sla=[{"name": "watched", "first_response_seconds": 600, "escalate_after_seconds": 1, "escalation": "requeue"}],
+        sla=[{"name": "watched", "first_response_seconds": 600, "escalate_after_seconds": 1, "escalation": escalation}],
     )
     make_agent("silent")
     workers = Workers(crm)
@@ -114,6 +117,8 @@ def test_a_silent_agents_conversation_is_escalated_to_another_agent(
 
     workers.drain(until=lambda: bool(events_of(endpoint, "conversation.escalated")), timeout=10)
     [escalated] = events_of(endpoint, "conversation.escalated")
-    assert escalated["data"]["agent_id"] == "silent" and escalated["data"]["action"] == "requeue"
+    assert escalated["data"]["agent_id"] == "silent" and escalated["data"]["action"] == escalation
     offer = routing.get_offer(conversation(first.conversation_id).offer_id)
     assert offer["agent_id"] == "backup", "re-queued to another agent"
+    [moved] = events_of(endpoint, "conversation.transferred")
+    assert moved["data"]["task"]["priority"] == priority and moved["data"]["from_agent_id"] == "silent"

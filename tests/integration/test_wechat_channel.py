@@ -152,7 +152,7 @@ def test_a_text_message_is_stored_and_acknowledged_with_success(wechat: WeChatHu
     [message] = messages_of(customer.conversation_id)
     assert message.channel == "wechat" and message.direction == "inbound"
     assert message.provider == "wechat" and message.provider_message_id == "24612837465903281"
-    assert message.body == "你好，我的订单还没到 <order #1042> & 谢谢"  # noqa: RUF001
+    assert message.body == "你好，我的订单还没到 <order #1042> & 谢谢"
     assert message.recipient_address == "gh_3f2a9c1b7d4e"
     assert len(wechat.hub.routing_messages()) == 1
 
@@ -259,7 +259,7 @@ def test_the_url_check_echoes_echostr(wechat: WeChatHub) -> None:
 def test_replies_reach_wechat_with_one_token_fetch_shared_through_dynamodb(wechat: WeChatHub) -> None:
     conversation_id = wechat_customer()
 
-    first = reply(conversation_id, "您好！订单明天发货。")  # noqa: RUF001
+    first = reply(conversation_id, "您好！订单明天发货。")
     second = reply(conversation_id, "Anything else?")
 
     assert first.status_code == 201, first.body
@@ -268,7 +268,7 @@ def test_replies_reach_wechat_with_one_token_fetch_shared_through_dynamodb(wecha
     assert wechat.emulator.token_requests == 0  # the classic endpoint would invalidate other holders
     sends = [record["request"] for record in wechat.sandbox.records() if record["provider"] == "wechat"]
     assert sends == [
-        {"touser": OPENID, "msgtype": "text", "text": {"content": "您好！订单明天发货。"}},  # noqa: RUF001
+        {"touser": OPENID, "msgtype": "text", "text": {"content": "您好！订单明天发货。"}},
         {"touser": OPENID, "msgtype": "text", "text": {"content": "Anything else?"}},
     ]
     # Sent as UTF-8, not \\u escapes (which WeChat shows literally).

@@ -128,7 +128,7 @@ def test_a_text_message_from_a_user() -> None:
     assert message.sender.kind is IdentityKind.LINE and message.sender.value == CUSTOMER
     assert message.sender_address == CUSTOMER
     assert message.recipient_address == BOT and message.provider_account == BOT
-    assert message.body == "こんにちは！注文した商品がまだ届いていません (love)"  # noqa: RUF001
+    assert message.body == "こんにちは！注文した商品がまだ届いていません (love)"
     assert message.reply_token == "757913772c4646b784d4b7ce46d12671"
     assert message.media == []
 

@@ -162,7 +162,7 @@ def test_text_message_keeps_cdata_text_verbatim_and_the_openid_identity() -> Non
     assert item.sender.kind is IdentityKind.WECHAT
     assert item.sender.value == OPENID == item.sender_address
     assert item.recipient_address == ACCOUNT == item.provider_account
-    assert item.body == "你好，我的订单还没到 <order #1042> & 谢谢"  # noqa: RUF001 - full-width, as typed
+    assert item.body == "你好，我的订单还没到 <order #1042> & 谢谢"
     assert abs((item.received_at - datetime.now(UTC)).total_seconds()) < 60  # arrival, like every channel
     assert item.media == []
 
