@@ -35,8 +35,7 @@ from chalicelib.domain.routing_task import HandOff
 from chalicelib.observability import logger
 from chalicelib.services import events
 from chalicelib.services.routing_config import routing_config
-from chalicelib.store import control as store
-from chalicelib.store import thread
+from chalicelib.store import conversation_state, thread
 
 HELD_BY_HUMANS = (ConversationStatus.WAITING, ConversationStatus.ASSIGNED)
 
@@ -91,8 +90,8 @@ def remember(conversation: Conversation, metadata: dict[str, Any]) -> Conversati
         return conversation
     after = current.model_copy(update={"metadata": metadata, "version": current.version + 1})
     try:
-        return store.set_control(conversation.id, after, current.version)
-    except store.ControlChanged:
+        return conversation_state.set_state(conversation.id, "control", _stored(after), current.version)
+    except conversation_state.StateChanged:
         raise Refused(
             RefusalKind.IN_PROGRESS, "control_changed", "control of the conversation changed meanwhile"
         ) from None
@@ -103,8 +102,10 @@ def record(
 ) -> Conversation:
     before = conversation.control
     try:
-        changed = store.set_control(conversation.id, after, before.version if before else 0)
-    except store.ControlChanged:
+        changed = conversation_state.set_state(
+            conversation.id, "control", _stored(after), before.version if before else 0
+        )
+    except conversation_state.StateChanged:
         raise Refused(
             RefusalKind.IN_PROGRESS,
             "control_changed",
@@ -127,6 +128,10 @@ def record(
         extra={"conversation_id": changed.id, "action": action, "to": after.controller.name, "version": after.version},
     )
     return changed
+
+
+def _stored(control: Control) -> dict[str, Any]:
+    return control.model_dump(mode="json", exclude_none=True)
 
 
 def control_view(control: Control | None) -> dict[str, Any] | None:

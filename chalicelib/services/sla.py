@@ -31,8 +31,7 @@ from chalicelib.domain.timers import NoAgentReply, SlaDue
 from chalicelib.observability import logger
 from chalicelib.services import auto_replies, events, timers
 from chalicelib.services.routing_config import routing_config
-from chalicelib.store import sla as store
-from chalicelib.store import thread
+from chalicelib.store import conversation_state, thread
 
 ATTEMPTS = 4
 
@@ -68,8 +67,10 @@ def start(conversation: Conversation, queue_name: str, priority: int, now: datet
     }
     state = SlaState(cycle=cycle, clocks=clocks, version=(conversation.sla.version + 1) if conversation.sla else 1)
     try:
-        store.set_sla(conversation.id, state, conversation.sla.version if conversation.sla else 0)
-    except store.SlaChanged:
+        conversation_state.set_state(
+            conversation.id, "sla", _stored(state), conversation.sla.version if conversation.sla else 0
+        )
+    except conversation_state.StateChanged:
         return  # another worker started them
     for made in clocks.values():
         _schedule(conversation.id, made)
@@ -193,8 +194,8 @@ def handle_no_reply(message: NoAgentReply) -> None:
     logger.info("conversation escalated", extra={"conversation_id": conversation.id, "action": policy.escalation})
 
 
-def sla_view(state: SlaState | None) -> dict[str, Any] | None:
-    return state.model_dump(mode="json") if state else None
+def _stored(state: SlaState) -> dict[str, Any]:
+    return state.model_dump(mode="json", exclude_none=True)
 
 
 def _schedule(conversation_id: str, made: SlaClock) -> None:
@@ -215,8 +216,8 @@ def _update(conversation_id: str, change: Any) -> Conversation | None:
             return None
         after = after.model_copy(update={"version": conversation.sla.version + 1})
         try:
-            return store.set_sla(conversation_id, after, conversation.sla.version)
-        except store.SlaChanged:
+            return conversation_state.set_state(conversation_id, "sla", _stored(after), conversation.sla.version)
+        except conversation_state.StateChanged:
             continue
     logger.warning("sla clocks not updated: too many concurrent changes", extra={"conversation_id": conversation_id})
     return None
