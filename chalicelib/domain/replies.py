@@ -19,7 +19,6 @@ from chalicelib.domain.identity import USER_ID_KINDS, IdentityKind
 from chalicelib.domain.messages import Channel, DeliveryStatus, EmailThreading
 
 SUPPORTED_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)
-PHONE_CHANNELS = (Channel.SMS, Channel.WHATSAPP)
 # Web chat is the hub's own channel: a reply is stored in the thread, where the visitor's page
 # reads it; so it is offered only for customers who have a web chat identity (who opened the chat).
 WEBCHAT_IDENTITY_KINDS = (IdentityKind.WEBCHAT, IdentityKind.EXTERNAL)

@@ -63,6 +63,7 @@ from chalicelib.services.errors import SentNotRecorded, is_storage_failure
 from chalicelib.services.idempotency import Claim, checkpoint
 from chalicelib.store import access_tokens, thread
 from chalicelib.store import customers as customer_store
+from chalicelib.store.table import TransactionCancelled
 from chalicelib.store.thread import NotificationSend
 
 RECORD_ATTEMPTS = 4
@@ -207,10 +208,8 @@ def record(message: Message, notification: NotificationSend | None = None) -> No
             break
         except thread.AlreadyRecorded:
             break
-        except Exception as exc:
-            from chalicelib.store.table import TransactionCancelled
-
-            if not isinstance(exc, TransactionCancelled) or not exc.conflicted or attempt == RECORD_ATTEMPTS - 1:
+        except TransactionCancelled as exc:
+            if not exc.conflicted or attempt == RECORD_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0, 0.02 * 2**attempt))
     if message.provider_message_id:
