@@ -296,6 +296,57 @@ def list_queues() -> dict[str, Any]:
     return {"data": routing.queue_stats()}
 
 
+# --- Analytics (read-only; docs/metrics.md defines every figure) ----------------------------------
+
+ANALYTICS_QUERY = ("from", "to", "tz", "metric", "min", "max", "channel", "queue", "agent", "resolved_by", "cursor")
+
+
+def _analytics_query(*names: str) -> dict[str, str | None]:
+    return {name: query_value(app.current_request, name) for name in names}
+
+
+@route("/v1/analytics/realtime")
+def analytics_realtime() -> dict[str, Any]:
+    from chalicelib.services import analytics
+
+    return analytics.realtime()
+
+
+@route("/v1/analytics/summary")
+def analytics_summary() -> dict[str, Any]:
+    from chalicelib.services import analytics
+
+    query = _analytics_query("from", "to", "tz", "group_by", "service_level")
+    return analytics.summary(query["from"], query["to"], query["tz"], query["group_by"], query["service_level"])
+
+
+@route("/v1/analytics/cycles")
+def analytics_cycles() -> dict[str, Any]:
+    from chalicelib.services import analytics
+
+    query = _analytics_query(*ANALYTICS_QUERY, "limit")
+    return analytics.cycles(query, limit=_limit(query.pop("limit")))
+
+
+@route("/v1/analytics/cycles.csv")
+def analytics_cycles_csv() -> Response:
+    from chalicelib.services import analytics
+
+    body, next_cursor = analytics.cycles_csv(_analytics_query(*ANALYTICS_QUERY))
+    headers = {"Content-Type": "text/csv; charset=utf-8", "Content-Disposition": 'attachment; filename="cycles.csv"'}
+    if next_cursor:
+        headers["X-Next-Cursor"] = next_cursor
+    return Response(body=body, headers=headers)
+
+
+def _limit(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 50
+    if not value.strip().isdigit() or not 1 <= int(value) <= 200:
+        raise bad_request("limit: a whole number from 1 to 200")
+    return int(value)
+
+
 # --- Webhook endpoints for CRM events (Standard Webhooks) -------------------------------------
 
 
@@ -536,3 +587,54 @@ def business_hours_status(schedule_id: str) -> dict[str, Any]:
     from chalicelib.services import business_hours
 
     return status_view(business_hours.status(schedule_id, query_value(app.current_request, "at")))
+
+
+# --- Dashboard ---------------------------------------------------------------------------------
+# (the API key through a form, then a signed session cookie; chalicelib/dashboard/edge.py)
+
+FORM_TYPES = ["application/x-www-form-urlencoded"]
+
+
+@route("/dashboard")
+def dashboard_page() -> Response:
+    from chalicelib.dashboard import edge
+
+    return edge.page(app.current_request)
+
+
+@route("/dashboard/login", methods=["POST"], content_types=FORM_TYPES)
+def dashboard_login() -> Response:
+    from chalicelib.dashboard import edge
+
+    return edge.login(app.current_request)
+
+
+@route("/dashboard/logout", methods=["POST"], content_types=FORM_TYPES)
+def dashboard_logout() -> Response:
+    from chalicelib.dashboard import edge
+
+    return edge.logout(app.current_request)
+
+
+@route("/dashboard/assets/{name}")
+def dashboard_asset(name: str) -> Response:
+    from chalicelib.dashboard import edge
+
+    return edge.asset(name)
+
+
+# --- Satisfaction surveys ------------------------------------------------------------------------------------
+
+
+@route("/csat/{token}", methods=["GET"])
+def survey_page(token: str) -> Response:
+    from chalicelib.http import survey_page
+
+    return survey_page.show(token)
+
+
+@route("/csat/{token}", methods=["POST"], content_types=FORM_TYPES)
+def survey_answer(token: str) -> Response:
+    from chalicelib.http import survey_page
+
+    return survey_page.submit(token, app.current_request)

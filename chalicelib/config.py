@@ -151,6 +151,28 @@ class Settings(BaseSettings):
     )
     allow_insecure_webhook_urls: bool = Field(False, description="accept http:// CRM webhook URLs on any host")
 
+    # --- Analytics and the dashboard ------------------------------------------------------------------------------
+    analytics_shards: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="partitions the analytics counts and cycle rows are spread over (each takes 1/N of the writes; "
+        "a summary reads N partitions per month)",
+    )
+    analytics_timezone: str = Field(
+        "UTC",
+        description="the IANA time zone whose days the daily analytics counts follow (summaries by day in it read "
+        "one item per day; in another tz they read hourly counts)",
+    )
+    event_log_stream: str = Field(
+        "",
+        description="the Kinesis Data Firehose delivery stream every event is also written to, one NDJSON line "
+        "each, for Athena (blank: no event history; the deployment and the local stack set it)",
+    )
+    dashboard_session_hours: float = Field(
+        12.0, gt=0, le=720, description="how long a dashboard sign-in lasts before the API key is asked again"
+    )
+
     # --- Chat apps --------------------------------------------------------------------------------------------------
     meta_app_secret: str = Field("", description="verifies Meta's X-Hub-Signature-256", json_schema_extra=SECRET)
     meta_verify_token: str = Field(

@@ -1,8 +1,9 @@
 """CRM events worker: consumes the CRM events queue (standard SQS) and delivers signed webhooks.
 
 Records are independent, so a failed record is reported alone (partial batch response) and SQS
-redelivers only it. A record fails only when a retry or dead letter could not be queued: failed
-webhook attempts are retried through their own delayed messages (chalicelib.services.crm_delivery).
+redelivers only it. A record fails only when a retry or dead letter could not be queued, or the
+event history (Firehose, chalicelib.services.event_log) did not take a new event: failed webhook
+attempts are retried through their own delayed messages (chalicelib.services.crm_delivery).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalicelib import metrics
 from chalicelib.domain.notifications import NotificationDue
 from chalicelib.domain.routing_task import AgentGrace, OfferTimeout, TaskRecheck
-from chalicelib.domain.timers import DeliveryFailed, NoAgentReply, SlaDue, WebchatReplySent, timer_message
+from chalicelib.domain.timers import DeliveryFailed, NoAgentReply, SlaDue, SurveyDue, WebchatReplySent, timer_message
 from chalicelib.observability import with_lambda_context
-from chalicelib.services import notifications, offline_fallback, routing, sla, timers
+from chalicelib.services import notifications, offline_fallback, routing, sla, surveys, timers
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -42,6 +42,8 @@ def record_handler(record: SQSRecord) -> None:
         sla.handle_due(message)
     elif isinstance(message, NoAgentReply):
         sla.handle_no_reply(message)
+    elif isinstance(message, SurveyDue):
+        surveys.send_due(message)
 
 
 @with_lambda_context

@@ -135,3 +135,78 @@ CRM_EVENTS_QUEUE = QueueDefinition(
 )
 
 QUEUES: tuple[QueueDefinition, ...] = (ROUTING_QUEUE, TIMER_QUEUE, CRM_EVENTS_QUEUE)
+
+
+@dataclass(frozen=True)
+class EventLogDefinition:
+    """The event history: a Firehose stream (Direct PUT) writing NDJSON to a bucket, and the Glue
+    table Athena reads it through (services/event_log.py writes one line per event).
+
+    Objects land under `events/dt=YYYY-MM-DD/` (the UTC day Firehose received the records): the
+    prefix's `!{timestamp:...}` expression makes the date, and the table's `dt` partition is
+    projected onto the same path. The local stack creates the same stream in moto, which does not
+    evaluate prefix expressions itself; local/firehose.py makes it write the same paths."""
+
+    logical_id: str  # the delivery stream
+    stream_env: str  # the setting that names the stream to the code
+    stream_name: str
+    bucket_name: str  # the local bucket (the deployed one gets a generated name)
+    partition_key: str
+    partition_format: str  # Java DateTimeFormatter, as Firehose and Athena's projection read it
+    prefix: str
+    error_prefix: str
+    buffer_size_mb: int
+    buffer_interval_seconds: int
+    compression: str
+    glue_database: str
+    glue_table: str
+    projection_start: str  # the first day the table's dt projection covers (the range ends NOW)
+
+    @property
+    def data_prefix(self) -> str:
+        """The folder above the date partitions (`events/`), the table's location."""
+        return self.prefix.split(f"{self.partition_key}=", 1)[0]
+
+    def create_bucket_kwargs(self, name: str) -> dict[str, Any]:
+        return {"Bucket": name}
+
+    def create_stream_kwargs(self, stream: str, bucket: str, role_arn: str) -> dict[str, Any]:
+        """Arguments for Firehose CreateDeliveryStream (the same destination infra/ deploys)."""
+        return {
+            "DeliveryStreamName": stream,
+            "DeliveryStreamType": "DirectPut",
+            "ExtendedS3DestinationConfiguration": {
+                "RoleARN": role_arn,
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "Prefix": self.prefix,
+                "ErrorOutputPrefix": self.error_prefix,
+                "BufferingHints": {
+                    "SizeInMBs": self.buffer_size_mb,
+                    "IntervalInSeconds": self.buffer_interval_seconds,
+                },
+                "CompressionFormat": self.compression,
+            },
+        }
+
+
+EVENT_LOG = EventLogDefinition(
+    logical_id="EventHistoryStream",
+    stream_env="EVENT_LOG_STREAM",
+    stream_name="omnihub-events",
+    bucket_name="omnihub-events",
+    partition_key="dt",
+    partition_format="yyyy-MM-dd",
+    prefix="events/dt=!{timestamp:yyyy-MM-dd}/",
+    # Records Firehose could not deliver, by kind of error and day (it requires the error type
+    # in the error prefix whenever the prefix holds an expression).
+    error_prefix="errors/!{firehose:error-output-type}/dt=!{timestamp:yyyy-MM-dd}/",
+    # A file at least every 5 minutes, sooner past 64 MB (Athena prefers fewer, larger files).
+    buffer_size_mb=64,
+    buffer_interval_seconds=300,
+    # GZIP in AWS (Firehose names the files .gz; Athena reads them by that suffix); moto stores
+    # the records uncompressed whatever this says, which Athena would read as well.
+    compression="GZIP",
+    glue_database="omnihub",
+    glue_table="events",
+    projection_start="2025-01-01",
+)

@@ -67,10 +67,10 @@ EDGE_ONLY_SECRETS = frozenset(
 )
 
 _SENDING_SECRETS = tuple(name for name in SECRETS if name not in EDGE_ONLY_SECRETS)
-# The routing worker answers consent keywords (through the outbound path) but makes no links and
-# serves no web chat session.
+# The routing worker answers consent keywords and survey ratings (through the outbound path; the
+# survey module signs email rating links with LINK_SECRET) but serves no web chat session.
 _ROUTING_SECRETS = tuple(
-    name for name in _SENDING_SECRETS if name not in {"link_secret", "webchat_session_secret", "webchat_jwt_secret"}
+    name for name in _SENDING_SECRETS if name not in {"webchat_session_secret", "webchat_jwt_secret"}
 )
 
 
@@ -88,6 +88,8 @@ class FunctionSpec:
     providers: bool
     consumes: QueueDefinition | None = None
     timeout_seconds: int = 30
+    # Writes the event history (services/event_log.py): the Firehose stream's name, and PutRecord on it.
+    event_log: bool = False
     batch_size: int = 10
     max_batching_window_seconds: int = 0
 
@@ -144,6 +146,7 @@ WORKERS: tuple[FunctionSpec, ...] = (
         sends_to=(CRM_EVENTS_QUEUE.logical_id, CRM_EVENTS_DLQ),
         secrets=(),
         providers=False,
+        event_log=True,
     ),
 )
 

@@ -23,16 +23,19 @@ from aws_cdk import Aws, CfnCondition, CfnOutput, CfnParameter, Duration, Fn, Re
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import packaging
-from infra.definitions import QUEUES, ROUTING_QUEUE, TABLE
+from infra.definitions import EVENT_LOG, QUEUES, ROUTING_QUEUE, TABLE
 from infra.functions import (
     API,
     CRM_EVENTS_DLQ,
@@ -132,6 +135,7 @@ class OmnihubStack(Stack):
 
         self._parameters()
         self._data()
+        self._event_history()
         self._packages()
         self.functions: dict[str, lambda_.IFunction] = {}
         self.roles: dict[str, iam.Role] = {}
@@ -239,6 +243,153 @@ class OmnihubStack(Stack):
             self.queues[definition.logical_id] = queue
             self.dead_letter_queues[definition.logical_id] = dead_letters
 
+    def _event_history(self) -> None:
+        """Every event as NDJSON in S3 through Firehose, and a Glue table over it for Athena.
+
+        Firehose (Direct PUT; the CRM events worker puts one record per event) writes GZIP files
+        under `events/dt=YYYY-MM-DD/` (the UTC day it received them). The Glue table projects its
+        `dt` partition onto that path, so a new day is queryable at once, with no crawler or
+        MSCK REPAIR. The bucket is private, TLS-only, encrypted, kept when the stack is deleted,
+        and expires objects per stage; only Firehose's role may write to it."""
+        config = self.config
+        transitions = (
+            [
+                s3.Transition(
+                    storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                    transition_after=Duration.days(config.event_history_infrequent_access_days),
+                )
+            ]
+            if config.event_history_infrequent_access_days
+            else None
+        )
+        self.event_bucket = s3.Bucket(
+            self,
+            "EventHistoryBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="event-history",
+                    transitions=transitions,
+                    expiration=Duration.days(config.event_history_expire_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            # History is data: deleting the stack leaves the bucket (it empties itself by expiry).
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        bucket = self.event_bucket
+        data_prefix = EVENT_LOG.data_prefix
+        error_folder = EVENT_LOG.error_prefix.split("!{", 1)[0]
+        delivery_role = iam.Role(
+            self,
+            "EventHistoryDeliveryRole",
+            assumed_by=iam.ServicePrincipal(
+                "firehose.amazonaws.com", conditions={"StringEquals": {"sts:ExternalId": Aws.ACCOUNT_ID}}
+            ),
+            description=f"omnihub {config.name}: Firehose writes the event history to its bucket",
+        )
+        # The S3 actions AWS documents for a Firehose S3 destination, on this bucket only, and
+        # object writes only under the history's and the errors' folders.
+        delivery_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EventHistoryObjects",
+                actions=["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects(f"{data_prefix}*"), bucket.arn_for_objects(f"{error_folder}*")],
+            )
+        )
+        delivery_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EventHistoryBucket",
+                actions=["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                resources=[bucket.bucket_arn],
+            )
+        )
+        stream_name = f"{config.name}-{EVENT_LOG.stream_name}"
+        destination = EVENT_LOG.create_stream_kwargs(stream_name, "", "")["ExtendedS3DestinationConfiguration"]
+        stream = firehose.CfnDeliveryStream
+        self.event_stream = stream(
+            self,
+            EVENT_LOG.logical_id,
+            delivery_stream_name=stream_name,
+            delivery_stream_type="DirectPut",
+            delivery_stream_encryption_configuration_input=stream.DeliveryStreamEncryptionConfigurationInputProperty(
+                key_type="AWS_OWNED_CMK"
+            ),
+            extended_s3_destination_configuration=stream.ExtendedS3DestinationConfigurationProperty(
+                bucket_arn=bucket.bucket_arn,
+                role_arn=delivery_role.role_arn,
+                prefix=destination["Prefix"],
+                error_output_prefix=destination["ErrorOutputPrefix"],
+                buffering_hints=stream.BufferingHintsProperty(
+                    interval_in_seconds=destination["BufferingHints"]["IntervalInSeconds"],
+                    size_in_m_bs=destination["BufferingHints"]["SizeInMBs"],
+                ),
+                compression_format=destination["CompressionFormat"],
+            ),
+        )
+        # Firehose checks its role's access when the stream is created.
+        self.event_stream.node.add_dependency(delivery_role)
+
+        self.event_database_name = f"{EVENT_LOG.glue_database}_{config.name}"
+        database = glue.CfnDatabase(
+            self,
+            "EventHistoryDatabase",
+            catalog_id=Aws.ACCOUNT_ID,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=self.event_database_name, description=f"omnihub {config.name}: the event history (Athena)"
+            ),
+        )
+        location = f"s3://{bucket.bucket_name}/{data_prefix}"
+        key = EVENT_LOG.partition_key
+        table = glue.CfnTable(
+            self,
+            "EventHistoryTable",
+            catalog_id=Aws.ACCOUNT_ID,
+            database_name=self.event_database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=EVENT_LOG.glue_table,
+                description="one row per hub event (NDJSON, at least once: deduplicate on id); "
+                "dt is the UTC day Firehose received it",
+                table_type="EXTERNAL_TABLE",
+                partition_keys=[glue.CfnTable.ColumnProperty(name=key, type="string")],
+                parameters={
+                    "EXTERNAL": "TRUE",
+                    "classification": "json",
+                    # Partition projection: Athena computes the partitions from these, so a new
+                    # day needs no crawler, MSCK REPAIR or ALTER TABLE.
+                    "projection.enabled": "true",
+                    f"projection.{key}.type": "date",
+                    f"projection.{key}.format": EVENT_LOG.partition_format,
+                    f"projection.{key}.range": f"{EVENT_LOG.projection_start},NOW",
+                    f"projection.{key}.interval": "1",
+                    f"projection.{key}.interval.unit": "DAYS",
+                    "storage.location.template": f"{location}{key}=${{{key}}}/",
+                },
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    input_format="org.apache.hadoop.mapred.TextInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.openx.data.jsonserde.JsonSerDe"
+                    ),
+                    # `data` is the event's payload as JSON text (the OpenX SerDe reads a nested
+                    # object into a string column as its JSON): query it with json_extract_scalar.
+                    columns=[
+                        glue.CfnTable.ColumnProperty(name="id", type="string", comment="the event id (webhook-id)"),
+                        glue.CfnTable.ColumnProperty(name="type", type="string", comment="e.g. message.created"),
+                        glue.CfnTable.ColumnProperty(
+                            name="timestamp", type="string", comment="when it happened, ISO 8601 UTC"
+                        ),
+                        glue.CfnTable.ColumnProperty(name="data", type="string", comment="the payload, as JSON"),
+                    ],
+                ),
+            ),
+        )
+        table.add_dependency(database)
+
     @staticmethod
     def _fix_logical_id(construct: Construct, logical_id: str) -> None:
         """Keep the logical ids of infra/definitions.py (stable names for operators and tests)."""
@@ -308,6 +459,8 @@ class OmnihubStack(Stack):
                 environment[queue_definition(target).url_env] = self.queues[target].queue_url
         for secret in spec.secrets:
             environment[f"{secret.upper()}_PARAMETER"] = parameter_name(self.config.name, secret)
+        if spec.event_log:
+            environment[EVENT_LOG.stream_env] = self.event_stream.ref
         return environment
 
     def _queue_target(self, target: str) -> sqs.Queue:
@@ -339,6 +492,12 @@ class OmnihubStack(Stack):
         )
         for target in spec.sends_to:
             self._queue_target(target).grant_send_messages(role)
+        if spec.event_log:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="EventHistory", actions=["firehose:PutRecord"], resources=[self.event_stream.attr_arn]
+                )
+            )
         if spec.secrets:
             role.add_to_policy(
                 iam.PolicyStatement(
@@ -609,6 +768,19 @@ class OmnihubStack(Stack):
             config.api_5xx_rate_threshold,
             f"More than {config.api_5xx_rate_threshold:.0%} of API requests answered 5xx over 5 minutes.",
         )
+        alarm(
+            "EventHistoryDeliveryLate",
+            cloudwatch.Metric(
+                namespace="AWS/Firehose",
+                metric_name="DeliveryToS3.DataFreshness",
+                dimensions_map={"DeliveryStreamName": self.event_stream.ref},
+                statistic="Maximum",
+                period=five_minutes,
+            ),
+            3600,
+            "The oldest event history record waiting in Firehose is over an hour old: it cannot write to its "
+            "bucket (Firehose gives up after 24 hours).",
+        )
         routing_queue = self.queues[ROUTING_QUEUE.logical_id]
         alarm(
             "RoutingQueueOldestMessageAge",
@@ -640,6 +812,19 @@ class OmnihubStack(Stack):
             CfnOutput(self, f"{logical_id}Url", value=queue.queue_url)
             CfnOutput(self, f"{logical_id}DlqUrl", value=self.dead_letter_queues[logical_id].queue_url)
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)
+        CfnOutput(
+            self,
+            "EventHistoryBucketName",
+            value=self.event_bucket.bucket_name,
+            description=f"The event history's NDJSON files, under {EVENT_LOG.data_prefix}dt=YYYY-MM-DD/",
+        )
+        CfnOutput(self, "EventHistoryStreamName", value=self.event_stream.ref)
+        CfnOutput(
+            self,
+            "EventHistoryAthenaTable",
+            value=f"{self.event_database_name}.{EVENT_LOG.glue_table}",
+            description="The Glue table Athena queries the event history through",
+        )
         CfnOutput(
             self,
             "SecretParameterNames",

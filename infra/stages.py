@@ -28,6 +28,11 @@ class StageConfig:
     routing_age_threshold_seconds: int = 300  # oldest routing task waiting longer than this
     # Data
     retain_data: bool = False  # RETAIN + deletion protection for the table, log groups kept
+    # The event history in S3 (read by Athena): moved to S3 Standard-IA after this many days
+    # (None: never; S3 moves no object under 128 KB), deleted after this many. The bucket itself
+    # outlives the stack in every stage.
+    event_history_infrequent_access_days: int | None = None
+    event_history_expire_days: int = 30
 
 
 STAGES: dict[str, StageConfig] = {
@@ -42,6 +47,8 @@ STAGES: dict[str, StageConfig] = {
         api_burst_limit=1000,
         api_5xx_rate_threshold=0.01,
         retain_data=True,
+        event_history_infrequent_access_days=90,
+        event_history_expire_days=3 * 365,
     ),
 }
 

@@ -55,6 +55,7 @@ omnihub is running at {url}   (Ctrl-C stops it; data lives in memory for this ru
   Twilio auth token    {twilio_token}   (webhooks must be signed with it)
   Provider sandbox     {stack.sandbox.url}/sandbox/messages   (outbound provider calls land here)
   AWS emulator         {stack.emulator_url}   (table {s["TABLE_NAME"]}, queue {s["ROUTING_QUEUE_URL"]})
+  Event history        s3://{s["EVENT_LOG_BUCKET"]}/events/dt=YYYY-MM-DD/ in the emulator (one NDJSON line per event)
 """
 
 

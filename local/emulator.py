@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from infra.definitions import QUEUES, TABLE, QueueDefinition
+from infra.definitions import EVENT_LOG, QUEUES, TABLE, QueueDefinition
 
 REGION = "us-east-1"
 # How often the servers' loops look for a shutdown request: Ctrl-C must stop `make run` promptly.
@@ -36,6 +36,10 @@ class AwsEmulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
+
+        from local import firehose
+
+        firehose.install()  # the event history lands under events/dt=YYYY-MM-DD/, as in AWS
 
         class QuietRequestHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -100,7 +104,8 @@ def _create_queue(sqs: Any, definition: QueueDefinition, prefix: str) -> tuple[s
 
 
 def create_resources(endpoint_url: str, prefix: str = "") -> dict[str, str]:
-    """Create the table and queues from infra's definitions; returns the settings that name them.
+    """Create the table, the queues and the event history (bucket and Firehose stream) from
+    infra's definitions; returns the settings that name them.
 
     `prefix` keeps several independent hubs apart inside one emulator (tests use it)."""
     dynamodb = boto3_client("dynamodb", endpoint_url)
@@ -113,4 +118,20 @@ def create_resources(endpoint_url: str, prefix: str = "") -> dict[str, str]:
         settings[definition.url_env] = url
         settings[definition.url_env.replace("_URL", "_ARN")] = arn
         settings[definition.url_env.replace("_URL", "_DLQ_URL")] = dead_letter_url
+    settings.update(create_event_log(endpoint_url, prefix))
     return settings
+
+
+def create_event_log(endpoint_url: str, prefix: str = "") -> dict[str, str]:
+    """The event history's bucket and Firehose stream, with the destination infra/ deploys
+    (prefix `events/dt=!{timestamp:yyyy-MM-dd}/`, which local/firehose.py makes moto evaluate).
+    moto writes each record to the bucket at once, uncompressed; returns the stream's setting and
+    the bucket's name (`EVENT_LOG_BUCKET`, for tests and the banner; the code never reads it)."""
+    bucket = (prefix + EVENT_LOG.bucket_name).lower().replace("_", "-")
+    stream = prefix + EVENT_LOG.stream_name
+    boto3_client("s3", endpoint_url).create_bucket(**EVENT_LOG.create_bucket_kwargs(bucket))
+    role = "arn:aws:iam::123456789012:role/omnihub-event-log"  # the emulator checks no role
+    boto3_client("firehose", endpoint_url).create_delivery_stream(
+        **EVENT_LOG.create_stream_kwargs(stream, bucket, role)
+    )
+    return {EVENT_LOG.stream_env: stream, "EVENT_LOG_BUCKET": bucket}

@@ -65,6 +65,9 @@ class LocalStack:
     _parts: list[Any] = field(default_factory=list)
 
     def start(self) -> LocalStack:
+        from local.emulator_speedups import speed_up_emulator
+
+        speed_up_emulator()  # moto's own costs that grow with the table; answers are unchanged
         emulator = AwsEmulator(self.host, self.emulator_port).start()
         self._parts.append(emulator)
         self.emulator_url = emulator.url

@@ -145,6 +145,9 @@ def conversation_view(conversation: Conversation) -> dict[str, Any]:
         "waiting_since": _iso(conversation.waiting_since),
         "control": conversation.control.model_dump(mode="json") if conversation.control else None,
         "sla": conversation.sla.model_dump(mode="json") if conversation.sla else None,
+        "survey": conversation.survey.model_dump(mode="json", exclude={"answered_by", "version"})
+        if conversation.survey
+        else None,
         "created_at": _iso(conversation.created_at),
         "updated_at": _iso(conversation.updated_at),
     }

@@ -113,3 +113,5 @@ class Outgoing:
     template_language: str | None = None
     template_parameters: tuple[str, ...] = ()
     template_variables: Mapping[str, str] = field(default_factory=dict)
+    # Answers to offer as the channel's own buttons ((id, label)); the body already says them in words.
+    choices: tuple[tuple[str, str], ...] = ()

@@ -58,6 +58,7 @@ from chalicelib.domain.channel_rules import ChannelRules
 from chalicelib.domain.identity import InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, utcnow
 from chalicelib.domain.replies import ProviderRejected, ProviderUnavailable, SentMessage
+from chalicelib.domain.surveys import CHOICE_ID_PREFIX
 from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped, WebhookItem
 
 PROVIDER = "line"
@@ -339,6 +340,8 @@ def _postback(postback: Any) -> tuple[str, list[Media]] | Skipped:
                 details.append(f"{_text(key, 64)}: {_text(str(value), 200)}")
     if not data and not details:
         return Skipped("line:postback", "postback without data")
+    if data.startswith(CHOICE_ID_PREFIX) and not details:
+        return data, []  # one of the hub's own choices (a survey rating): the answer as typed
     body = f"[postback] {data}".rstrip()
     if details:
         body += f" ({', '.join(details)})"
@@ -346,6 +349,19 @@ def _postback(postback: Any) -> tuple[str, list[Media]] | Skipped:
 
 
 # --- Sending ----------------------------------------------------------------------------------------
+
+
+# LINE quick reply: at most 13 items, a label of 20 characters; a tap sends the label as text.
+QUICK_REPLY_ITEMS, QUICK_REPLY_LABEL = 13, 20
+
+
+def quick_reply(choices: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {
+        "items": [
+            {"type": "action", "action": {"type": "message", "label": label[:QUICK_REPLY_LABEL], "text": label[:300]}}
+            for _choice_id, label in choices[:QUICK_REPLY_ITEMS]
+        ]
+    }
 
 
 def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
@@ -356,7 +372,7 @@ def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
     access_token = secret("line_channel_access_token")
     if not access_token:
         raise ProviderUnavailable(PROVIDER, "LINE_CHANNEL_ACCESS_TOKEN is not configured")
-    messages = message_objects(outgoing.body, outgoing.media_urls)
+    messages = message_objects(outgoing.body, outgoing.media_urls, outgoing.choices)
     if not messages:
         raise ProviderRejected(PROVIDER, "empty_message", "nothing to send: no text and no media", 400)
     if len(messages) > MAX_MESSAGES_PER_REQUEST:
@@ -389,9 +405,14 @@ def retry_key(hub_message_id: str) -> str:
     return str(uuid.uuid5(_RETRY_KEY_NAMESPACE, hub_message_id))
 
 
-def message_objects(body: str, media_urls: tuple[str, ...] | list[str] = ()) -> list[dict[str, Any]]:
-    """LINE message objects for a body and media: text (split to fit), then each medium."""
+def message_objects(
+    body: str, media_urls: tuple[str, ...] | list[str] = (), choices: tuple[tuple[str, str], ...] = ()
+) -> list[dict[str, Any]]:
+    """LINE message objects for a body and media: text (split to fit), then each medium; choices
+    ride on the last text as quick reply buttons."""
     messages: list[dict[str, Any]] = [{"type": "text", "text": chunk} for chunk in text_chunks(body)]
+    if messages and choices:
+        messages[-1]["quickReply"] = quick_reply(choices)
     for url in media_urls:
         if _is_https(url) and len(url) <= MAX_IMAGE_URL_CHARS and _IMAGE_PATH.search(urlsplit(url).path):
             # The preview must also be HTTPS JPEG/PNG; the original serves (LINE shrinks it to fit).

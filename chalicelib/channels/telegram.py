@@ -154,7 +154,7 @@ def parse(request: WebhookRequest) -> list[WebhookItem]:
     """The (verified) update as one hub item: a message, a consent change, or Skipped."""
     update = _json_body(request.body)
     update_id = _update_id(update.get("update_id"))
-    used = [key for key in ("message", "edited_message", "my_chat_member") if key in update]
+    used = [key for key in ("message", "edited_message", "my_chat_member", "callback_query") if key in update]
     kind = used[0] if used else next((key for key in update if key != "update_id"), None)
     if kind is None:
         return [Skipped("telegram:?", "update without content")]
@@ -163,6 +163,8 @@ def parse(request: WebhookRequest) -> list[WebhookItem]:
         return [_message_item(update_id, _object(update[kind], kind), edited=kind == "edited_message")]
     if kind == "my_chat_member":
         return [_member_change(_object(update[kind], kind))]
+    if kind == "callback_query":
+        return [_button_press(update_id, _object(update[kind], kind))]
     return [Skipped(label, _SKIPPED_UPDATES.get(kind, "update type not used by the hub"))]
 
 
@@ -332,6 +334,32 @@ def _message_item(update_id: int, message: dict[str, Any], *, edited: bool) -> W
     )
 
 
+def _button_press(update_id: int, query: dict[str, Any]) -> WebhookItem:
+    """A tap on one of the hub's inline buttons: the button's data is what the customer answered
+    (a survey rating), handled like a message they typed."""
+    label = "telegram:callback_query"
+    pressed_on = query.get("message")
+    if not isinstance(pressed_on, dict):
+        return Skipped(label, "a button on an inline message (not in a chat with the bot)")
+    found = _sender({"chat": pressed_on.get("chat"), "from": query.get("from")}, label)
+    if isinstance(found, Skipped):
+        return found
+    user, user_id = found
+    data = _optional_text(query.get("data"), f"{label}.data", MAX_CALLBACK_DATA)
+    if not data:
+        return Skipped(label, "a button without data (a game or an inline message)")
+    return InboundMessage(
+        provider=PROVIDER,
+        provider_message_id=str(update_id),
+        channel=Channel.TELEGRAM,
+        sender=user_id_identity(Channel.TELEGRAM.value, str(user_id)),
+        sender_address=str(user_id),
+        recipient_address=_bot_address(),
+        body=data,
+        profile_name=profile_name(user),
+    )
+
+
 def _contact(contact: dict[str, Any], sender_id: int) -> tuple[str, str | None]:
     """The contact as text, and the sender's own number (E.164) when they shared their own contact."""
     number = _label(contact.get("phone_number"), 64)
@@ -485,6 +513,8 @@ def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
     chat_id = chat_id_of(outgoing.recipient)
     media_url = outgoing.media_urls[0] if outgoing.media_urls else None
     (method, params), *rest = requests_for(chat_id, outgoing.body, media_url)
+    if outgoing.choices and method == "sendMessage":
+        params = {**params, "reply_markup": inline_keyboard(outgoing.choices)}
     first = _sent(api.call(method, params), chat_id)
     for method, params in rest:
         try:
@@ -500,6 +530,19 @@ def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
                 exc.http_status if isinstance(exc, ProviderRejected) else 502,
             ) from None
     return first
+
+
+# callback_data is 1-64 bytes; one row of buttons per choice keeps long labels readable.
+MAX_CALLBACK_DATA = 64
+
+
+def inline_keyboard(choices: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {
+        "inline_keyboard": [
+            [{"text": label[:64], "callback_data": choice_id.encode()[:MAX_CALLBACK_DATA].decode("utf-8", "ignore")}]
+            for choice_id, label in choices
+        ]
+    }
 
 
 def requests_for(chat_id: int | str, body: str, media_url: str | None) -> list[tuple[str, dict[str, Any]]]:

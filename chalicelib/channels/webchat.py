@@ -369,6 +369,8 @@ def visitor_view(message: Message) -> dict[str, Any]:
             for media in message.media
             if media.url or media.filename
         ],
+        # Buttons the page shows under the message (a survey's ratings); a tap sends the label.
+        "choices": [choice["label"] for choice in message.choices if choice.get("label")][:10],
     }
 
 

@@ -7,7 +7,11 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-CHANNELS = ("sms", "whatsapp", "email", "webchat")
+from chalicelib.domain.messages import Channel
+
+# Every channel a conversation can be on can be given capacity: an agent without a channel in its
+# capacity never gets that channel's conversations.
+CHANNELS = tuple(channel.value for channel in Channel)
 
 
 class AgentStatus(StrEnum):
@@ -86,3 +90,22 @@ class Agent(AgentProfile):
 
     def has_skills(self, required: dict[str, int]) -> bool:
         return all(self.skills.get(skill, 0) >= level for skill, level in required.items())
+
+
+ALL_CHANNELS = "all"
+
+
+def roster_counts(agent: Agent | None) -> dict[tuple[str, str], int]:
+    """What one agent adds to the live roster counts: its status on each channel it has capacity
+    for, and overall (`all`)."""
+    if agent is None:
+        return {}
+    channels = [channel for channel, slots in sorted(agent.capacity.items()) if slots > 0] + [ALL_CHANNELS]
+    return {(channel, agent.status.value): 1 for channel in channels}
+
+
+def roster_moves(before: Agent | None, after: Agent | None) -> dict[tuple[str, str], int]:
+    """How the live roster counts move when an agent changes from `before` to `after`."""
+    was, now = roster_counts(before), roster_counts(after)
+    moves = {key: now.get(key, 0) - was.get(key, 0) for key in set(was) | set(now)}
+    return {key: delta for key, delta in moves.items() if delta}

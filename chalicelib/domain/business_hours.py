@@ -350,6 +350,27 @@ def next_opening(schedule: Schedule, at: datetime) -> datetime | None:
     return instant if is_open(schedule, instant) else next_change(schedule, instant)
 
 
+MAX_OPEN_SECONDS_DAYS = 400  # a longer duration is counted over its first 400 days only
+
+
+def open_seconds(schedule: Schedule, start: datetime, end: datetime) -> float:
+    """Seconds between two instants during which the schedule was open (business time). A
+    duration longer than MAX_OPEN_SECONDS_DAYS counts only its first that many days, so the cost
+    stays bounded whatever the input; an end before the start gives 0."""
+    begin, finish = _utc(start), _utc(end)
+    finish = min(finish, begin + timedelta(days=MAX_OPEN_SECONDS_DAYS))
+    if finish <= begin:
+        return 0.0
+    first = _local_date(schedule, begin) - timedelta(days=1)
+    last = _local_date(schedule, finish)
+    total = 0.0
+    for opens, closes in _spans(schedule, first, last):
+        overlap = (min(closes, finish) - max(opens, begin)).total_seconds()
+        if overlap > 0:
+            total += overlap
+    return total
+
+
 def schedule_status(schedule: Schedule, at: datetime) -> ScheduleStatus:
     instant = _utc(at)
     open_now = is_open(schedule, instant)

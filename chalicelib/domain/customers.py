@@ -12,6 +12,7 @@ from chalicelib.domain.identity import Identity, InvalidIdentity, email_identity
 from chalicelib.domain.ids import id_datetime
 from chalicelib.domain.messages import Channel, DeliveryStatus, Direction, InboundMessage, Message
 from chalicelib.domain.sla_clocks import SlaState
+from chalicelib.domain.surveys import Survey
 
 
 class ConversationStatus(StrEnum):
@@ -142,6 +143,8 @@ class Conversation(BaseModel):
     control: Control | None = None
     # The service-level clocks of the current cycle (domain/sla.py), when a policy applies.
     sla: SlaState | None = None
+    # The satisfaction survey of the last resolved cycle, while it can be answered (domain/surveys.py).
+    survey: Survey | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from chalicelib.domain import clock
+
 EVENT_TYPES: tuple[str, ...] = (
     "customer.created",
     "customer.updated",
@@ -34,6 +36,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "sla.warning",
     "sla.breached",
     "conversation.escalated",
+    "csat.requested",
+    "csat.submitted",
 )
 ALL_EVENTS = "*"
 
@@ -81,7 +85,7 @@ def new_event(event_type: str, data: dict[str, Any], key: str, timestamp: dateti
     return CrmEvent(
         id=event_id(event_type, key),
         type=event_type,
-        timestamp=timestamp or datetime.now(UTC),
+        timestamp=timestamp or clock.now(),
         data=data,
     )
 

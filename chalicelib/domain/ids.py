@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from datetime import UTC, datetime
+
+from chalicelib.domain import clock
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
@@ -34,7 +35,7 @@ class UlidGenerator:
 
     def __call__(self, now_ms: int | None = None) -> str:
         with self._lock:
-            ms = int(time.time() * 1000) if now_ms is None else now_ms
+            ms = clock.now_ms() if now_ms is None else now_ms
             if ms <= self._last_ms:
                 ms = self._last_ms
                 self._last_random += 1

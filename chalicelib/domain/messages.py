@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.domain import clock
 from chalicelib.domain.identity import Identity
 
 
@@ -65,7 +66,7 @@ FAILURE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class Media(BaseModel):
@@ -153,3 +154,8 @@ class Message(BaseModel):
     error_message: str | None = None
     status_updated_at: datetime | None = None
     agent_id: str | None = None  # who sent an outbound reply
+    # Who wrote an outbound message: "agent" (an agent's reply), "bot" (the assistant or a bot
+    # integration) or "system" (notifications, automatic replies, notices); analytics counts on it.
+    sent_by: str | None = None
+    # Answers the message offered as buttons ([{"id", "label"}]), e.g. a survey's ratings.
+    choices: list[dict[str, str]] = Field(default_factory=list)

@@ -39,6 +39,7 @@ class Purpose(StrEnum):
     LINK_REFUSAL = "link_refusal"  # a handoff link code that could not be used
     AUTO_REPLY = "auto_reply"  # an out-of-hours answer or an acknowledgement of a new conversation
     SYSTEM_NOTICE = "system_notice"
+    SURVEY = "survey"  # a satisfaction survey after a resolution, and its thanks
 
 
 # Answers to what the customer just wrote: they go out on the channel the customer wrote on,
@@ -46,6 +47,16 @@ class Purpose(StrEnum):
 ANSWERS = (Purpose.CONSENT_ANSWER, Purpose.LINK_REFUSAL, Purpose.AUTO_REPLY)
 # A human (or a bot standing in for one) answering: Meta's HUMAN_AGENT tag may extend the window.
 REPLIES = (Purpose.AGENT_REPLY, Purpose.BOT_REPLY)
+
+
+def written_by(purpose: Purpose) -> str:
+    """Who the thread (and analytics) says wrote a message: "agent" for an agent's reply, "bot"
+    for a bot's, "system" for everything the hub sends on its own."""
+    if purpose is Purpose.AGENT_REPLY:
+        return "agent"
+    if purpose is Purpose.BOT_REPLY:
+        return "bot"
+    return "system"
 
 
 class SenderType(StrEnum):
@@ -92,6 +103,9 @@ class OutboundMessage:
     subject: str | None = None
     template: Template | None = None
     sender: Sender = field(default_factory=Sender)
+    # Answers the customer can tap ((id, label), e.g. a survey's ratings): each channel shows them
+    # in its own form (WhatsApp list, quick replies, inline keyboard); others send the text alone.
+    choices: tuple[tuple[str, str], ...] = ()
 
 
 def choose(message: OutboundMessage, customer: Customer) -> Channel:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from chalicelib.domain.agents import Agent
 from chalicelib.domain.default_texts import DEFAULT_ASSISTANT_TEXTS, DEFAULT_HANDOFF_KEYWORDS, DEFAULT_OUT_OF_HOURS
 from chalicelib.domain.sla import SlaPolicy
+from chalicelib.domain.surveys import SurveyConfig
 
 
 class RuleMatch(BaseModel):
@@ -87,6 +88,7 @@ class RoutingConfig(BaseModel):
     auto_replies: AutoReplies = Field(default_factory=AutoReplies)
     assistant: AssistantConfig = Field(default_factory=AssistantConfig)
     sla: list[SlaPolicy] = Field(default_factory=list)  # the first that applies to a queue and priority
+    surveys: SurveyConfig = Field(default_factory=SurveyConfig)
 
     def all_queues(self) -> list[str]:
         named = [rule.queue for rule in self.rules if rule.queue]

@@ -58,6 +58,14 @@ class NoAgentReply(BaseModel):
     accepted_at: datetime
 
 
+class SurveyDue(BaseModel):
+    """A resolved cycle's satisfaction survey is due (after the configured delay)."""
+
+    type: Literal["survey_due"] = "survey_due"
+    conversation_id: str
+    cycle_id: str
+
+
 TimerMessage = Annotated[
     OfferTimeout
     | TaskRecheck
@@ -66,7 +74,8 @@ TimerMessage = Annotated[
     | DeliveryFailed
     | WebchatReplySent
     | SlaDue
-    | NoAgentReply,
+    | NoAgentReply
+    | SurveyDue,
     Field(discriminator="type"),
 ]
 

@@ -29,6 +29,7 @@ _CHALICE_CODES = {
     "InternalServerError": "internal_error",
 }
 API_PREFIX = "/v1/"
+DASHBOARD_READS = "/v1/analytics/"
 
 
 def _snake(name: str) -> str:
@@ -56,9 +57,19 @@ def _authenticated(request: Any) -> bool:
         logger.error("HUB_API_KEY is not configured; every API request is refused")
         return False
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
+    if scheme.lower() == "bearer" and presented:
+        return hmac.compare_digest(presented.strip().encode(), expected.encode())
+    return _dashboard_session(request, expected)
+
+
+def _dashboard_session(request: Any, key: str) -> bool:
+    """A signed-in dashboard (its session cookie) may read the analytics API, and only that:
+    GET only, /v1/analytics/ only; with SameSite=Strict and no writes, no other site can use it."""
+    if request.method != "GET" or not request.path.startswith(DASHBOARD_READS):
         return False
-    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+    from chalicelib.dashboard import session
+
+    return session.verify(key, session.token_from_cookies(request.headers.get("cookie")))
 
 
 def _body_size(request: Any) -> int:

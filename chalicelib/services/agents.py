@@ -17,7 +17,10 @@ def _checked(agent_id: str) -> str:
 def put_agent(agent_id: str, profile: AgentProfile) -> tuple[Agent, bool]:
     """Create or update; True when created. A routing match follows if capacity grew."""
     existed = agent_store.get_agent(_checked(agent_id)) is not None
-    agent = agent_store.upsert_profile(agent_id, profile, utcnow())
+    try:
+        agent = agent_store.upsert_profile(agent_id, profile, utcnow())
+    except agent_store.RosterChanged as exc:
+        raise Conflict(str(exc)) from None
     if existed:
         from chalicelib.services.routing import request_agent_match
 
@@ -38,7 +41,11 @@ def list_agents() -> list[Agent]:
 
 def delete_agent(agent_id: str) -> None:
     get_agent(agent_id)
-    if not agent_store.delete_idle_agent(agent_id):
+    try:
+        deleted = agent_store.delete_idle_agent(agent_id)
+    except agent_store.RosterChanged as exc:
+        raise Conflict(str(exc)) from None
+    if not deleted:
         raise Conflict(
             f"agent '{agent_id}' still holds offers or conversations; set it offline and let them be re-queued first"
         )

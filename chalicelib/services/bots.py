@@ -7,7 +7,8 @@ passes control on with `POST /v1/conversations/{id}/control`. A controller that 
 (the integration was deleted) hands the conversation to humans, so no customer is left unheard.
 
 AWS requests for a message to an integration in control: GetItem (the integration), SQS
-SendMessage (the targeted event).
+SendMessage (the targeted event); the CRM's message.created is counted for analytics by the
+routing worker (GetItem + TransactWriteItems, services/analytics.py).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from chalicelib.config import settings
 from chalicelib.domain.events import CrmEvent, WebhookEndpoint, payload
 from chalicelib.domain.integrations import Integration
 from chalicelib.observability import logger
+from chalicelib.services import event_log
 from chalicelib.store import integrations as integration_store
 from chalicelib.store import webhooks as store
 
@@ -104,7 +105,9 @@ def handle_record(body: dict[str, Any], deadline: float | None = None) -> None:
     done; attempts that would not finish by then are queued instead of made."""
     kind = body.get("kind")
     if kind == "event":
-        _fan_out(CrmEvent.model_validate(body["event"]), deadline)
+        event = CrmEvent.model_validate(body["event"])
+        event_log.export(event)  # the history first: a failure here redelivers before any CRM sees it
+        _fan_out(event, deadline)
     elif kind == "delivery":
         event = CrmEvent.model_validate(body["event"])
         _redeliver(str(body["endpoint_id"]), event, int(body.get("attempt") or 1), deadline)

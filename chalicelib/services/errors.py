@@ -30,12 +30,15 @@ class SentNotRecorded(Unavailable):
     """A provider took a message but the hub could not record it: never send it again blindly."""
 
 
+class EventQueueUnavailable(RuntimeError):
+    """Events could not be queued; the caller's retry emits them again (same ids)."""
+
+
 def is_storage_failure(exc: BaseException) -> bool:
     """The one rule for what a caller may retry: an AWS failure (DynamoDB, SQS) or a lost
     conditional write, as opposed to a bug. Imported lazily: botocore is heavy on a cold start."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from chalicelib.services.events import EventQueueUnavailable
     from chalicelib.store.table import ConditionFailed, TransactionCancelled
 
     return isinstance(exc, BotoCoreError | ClientError | EventQueueUnavailable | ConditionFailed | TransactionCancelled)

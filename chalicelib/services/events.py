@@ -1,4 +1,6 @@
-"""Emit CRM events: queue them on the CRM events queue for the delivery worker.
+"""Emit CRM events: queue them on the CRM events queue for the delivery worker,
+and count them for analytics in the same flow (services/analytics.py: at most 2 more requests per
+conversation the events are about, none for events analytics does not read).
 
 Emitting costs one SQS request (SendMessage, or SendMessageBatch per 10 events) and never waits
 for a CRM: delivery, retries and dead-lettering happen in handlers/crm_events.py. Callers run in
@@ -21,13 +23,11 @@ from chalicelib.config import settings
 from chalicelib.domain.events import CrmEvent, new_event
 from chalicelib.domain.integrations import is_integration_id
 from chalicelib.observability import logger
+from chalicelib.services import analytics
+from chalicelib.services.errors import EventQueueUnavailable
 
 BATCH_ENTRIES = 10  # SendMessageBatch's limit
 BATCH_BYTES = 256 * 1024  # SendMessageBatch's total payload limit
-
-
-class EventQueueUnavailable(RuntimeError):
-    """Events could not be queued; the caller's retry emits them again (same ids)."""
 
 
 def queue_url() -> str:
@@ -46,6 +46,7 @@ def emit(event_type: str, data: dict[str, Any], key: str, timestamp: datetime | 
     event = new_event(event_type, data, key, timestamp)
     aws.client("sqs").send_message(QueueUrl=queue_url(), MessageBody=message_body(event))
     logger.debug("crm event queued", extra={"event_id": event.id, "event_type": event.type})
+    analytics.count([event])
     return event
 
 
@@ -91,6 +92,7 @@ def emit_many(events: list[tuple[str, dict[str, Any], str]]) -> list[CrmEvent]:
             reasons = sorted({f"{entry.get('Code')}: {entry.get('Message', '')}".strip() for entry in failed})
             raise EventQueueUnavailable(f"{len(failed)} of {len(chunk)} CRM events not queued ({'; '.join(reasons)})")
     logger.debug("crm events queued", extra={"count": len(made)})
+    analytics.count(made)
     return made
 
 

@@ -20,7 +20,8 @@ AWS requests for an immediate notification to a known customer, sent on the firs
 GetItem identity + GetItem customer (or GetItem customer by id), PutItem notification, GetItem
 conversation, TransactWriteItems (message + provider-id lookup + message→notification pointer +
 conversation + notification), Query (statuses that beat the recording), SQS SendMessageBatch
-(message.created, with the conversation as the write left it): 7, no Scan.
+(message.created, with the conversation as the write left it), GetItem (analytics reads the
+cycle; a notification is no response, so nothing more): 8, no Scan.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ module alone calls a channel's send. For each message it:
 AWS requests for a send to a known customer: a Query for the customer's latest email (email
 replies only), UpdateItem (reply token claim, LINE only), UpdateItem (checkpoint, with a key),
 TransactWriteItems (message + provider-id lookup + conversation [+ notification]), Query (early
-statuses, when the provider gave an id), SQS SendMessageBatch (message.created).
+statuses, when the provider gave an id), SQS SendMessageBatch (message.created), and analytics'
+GetItem of the cycle plus, for an agent's or a bot's reply in an open cycle, one
+TransactWriteItems (services/analytics.py).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from chalicelib.domain.outbound import (
     email_body,
     ordered_parameters,
     plan,
+    written_by,
 )
 from chalicelib.domain.replies import (
     InboundEmail,
@@ -317,6 +320,7 @@ def _outgoing(
         template_language=settings().meta_whatsapp_template_language if template and template.meta_name else None,
         template_parameters=ordered_parameters(params),
         template_variables=dict(params) if template and template.content_sid else {},
+        choices=() if template else request.choices,
     )
 
 
@@ -355,4 +359,6 @@ def _message(
         media=[Media(url=url) for url in planned.media_urls],
         email=planned.email,
         agent_id=agent.id if agent else (sender.id if sender.type is SenderType.AGENT else None),
+        sent_by=written_by(request.purpose),
+        choices=[{"id": choice_id, "label": label} for choice_id, label in request.choices],
     )

@@ -10,15 +10,18 @@ AWS requests for one assignment of a new inbound conversation (the routing worke
 one operation name per request, as measured by bench/routing.py:
   reads      GetItem conversation, GetItem customer, GetItem message
   CRM        SendMessageBatch customer.created / message.created
+  analytics  GetItem cycle, TransactWriteItems cycle + counts + gauges (services/analytics.py)
   enqueue    TransactWriteItems conversation + task
   CRM        SendMessageBatch conversation.queued
+  analytics  GetItem cycle, TransactWriteItems cycle + counts + gauges
   timer      SendMessage the task's next re-check (sticky end or skill relaxation)
   match      Query agents (one partition), Query the head of each queue (one per queue; here one)
   offer      SendMessage the offer's timeout, then TransactWriteItems task + agent + offer + conversation
   CRM        GetItem conversation, GetItem customer (the offer.created payload), SendMessageBatch offer.created
-  = 14 requests with one queue, none of them a Scan.
-Left to do: one CRM batch instead of three, and the offer payload from what is already in hand
-(would make it 10).
+  analytics  GetItem cycle, TransactWriteItems cycle + counts + gauges
+  = 20 requests with one queue, none of them a Scan.
+Left to do (issue 13): one CRM batch and one analytics fold instead of three, and the offer
+payload from what is already in hand.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from chalicelib.domain.routing_task import (
     TaskRecheck,
 )
 from chalicelib.observability import logger
-from chalicelib.services import auto_replies, bots, consent, control, handoff, sla, timers
+from chalicelib.services import auto_replies, bots, consent, control, handoff, sla, surveys, timers
 from chalicelib.services.errors import Conflict, NotFound
 from chalicelib.services.routing_config import routing_config
 from chalicelib.store import agents as agent_store
@@ -99,17 +102,26 @@ def handle_inbound(task: RoutingTask) -> None:
     message = thread.get_message(task.conversation_id, task.message_id)
     if customer is None or message is None:
         raise NotFound(f"inbound message {task.message_id} is not stored yet")
+    queue_name = (
+        conversation.task_queue or classify(task.channel.value, customer.attributes, task.text, routing_config()).queue
+    )
     context = {"customer": customer_view(customer), "conversation": conversation_view(conversation)}
     events: list[tuple[str, dict[str, Any], str]] = []
     if task.new_customer:
         events.append(("customer.created", context, customer.id))
-    events.append(("message.created", {**context, "message": message_view(message)}, message.id))
+    answer = surveys.answer_to(conversation, message)
+    # The queue the message is classified into: a new cycle is counted in it (analytics); a
+    # survey's rating or comment opens no cycle.
+    created = {**context, "message": message_view(message), "queue": queue_name}
+    if answer is not None:
+        created["survey_answer"] = True
+    events.append(("message.created", created, message.id))
     _emit(events)
+    if answer is not None:
+        surveys.record(conversation, customer, message, answer)
+        return  # a survey's answer: recorded and thanked for, never routed
     if consent.handle_keyword(customer, conversation, message):
         return  # STOP/START/HELP (or an email unsubscribe): answered and recorded, never routed
-    queue_name = (
-        conversation.task_queue or classify(task.channel.value, customer.attributes, task.text, routing_config()).queue
-    )
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED):
         # A new cycle: its queue's first controller takes it (humans, the assistant or a bot).
         conversation = control.begin_cycle(conversation, queue_name, task.channel.value, utcnow())
@@ -432,7 +444,10 @@ def expire_offer(offer_id: str) -> None:
 
 
 def set_agent_status(agent_id: str, status: AgentStatus) -> Agent:
-    agent = agent_store.set_status(agent_id, status, utcnow())
+    try:
+        agent = agent_store.set_status(agent_id, status, utcnow())
+    except agent_store.RosterChanged as exc:
+        raise Conflict(str(exc)) from None
     if agent is None:
         raise NotFound(f"no agent '{agent_id}'")
     if status is AgentStatus.AVAILABLE:
@@ -549,6 +564,7 @@ def resolve(conversation_id: str) -> Conversation:
             )
         ]
     )
+    surveys.schedule(conversation_id)
     return resolved
 
 

@@ -329,6 +329,27 @@ def _message_errors(messages: Any) -> list[dict[str, str]]:
     return errors
 
 
+def _quick_reply_errors(where: str, quick: Any) -> Iterable[dict[str, str]]:
+    """Quick reply buttons: 1 to 13 items, each an action with a label of 1 to 20 characters (a
+    message action also needs its text, 1 to 300)."""
+    items = quick.get("items") if isinstance(quick, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= 13:
+        yield {"message": "Size must be between 1 and 13", "property": f"{where}.items"}
+        return
+    for index, item in enumerate(items):
+        action = item.get("action") if isinstance(item, dict) and item.get("type") == "action" else None
+        if not isinstance(action, dict):
+            yield {"message": "Must be an action item", "property": f"{where}.items[{index}]"}
+            continue
+        label = action.get("label")
+        if not isinstance(label, str) or not 1 <= len(label) <= 20:
+            yield {"message": "Length must be between 1 and 20", "property": f"{where}.items[{index}].action.label"}
+        if action.get("type") == "message" and not (
+            isinstance(action.get("text"), str) and 1 <= len(action["text"]) <= 300
+        ):
+            yield {"message": "Length must be between 1 and 300", "property": f"{where}.items[{index}].action.text"}
+
+
 def _one_message_errors(where: str, message: Any) -> Iterable[dict[str, str]]:
     if not isinstance(message, dict):
         yield {"message": "Must be an object", "property": where}
@@ -337,6 +358,8 @@ def _one_message_errors(where: str, message: Any) -> Iterable[dict[str, str]]:
     if kind not in _MESSAGE_TYPES:
         yield {"message": f"Must be one of the following values: {sorted(_MESSAGE_TYPES)}", "property": f"{where}.type"}
         return
+    if "quickReply" in message:
+        yield from _quick_reply_errors(f"{where}.quickReply", message["quickReply"])
     if kind in ("text", "textV2"):
         text = message.get("text")
         if not isinstance(text, str) or not text:

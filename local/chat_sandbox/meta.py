@@ -413,7 +413,48 @@ def _whatsapp_problem(payload: dict[str, Any]) -> str | None:
             return "The parameter template['language']['code'] is required."
         if not isinstance(content.get("components", []), list):
             return "Param template['components'] must be an array."
+    elif kind == "interactive":
+        return _interactive_problem(content)
     return None
+
+
+def _interactive_problem(content: dict[str, Any]) -> str | None:
+    """WhatsApp's interactive list and reply buttons, as the Cloud API checks them: a list has a
+    button label of at most 20 characters and at most 10 rows in all, each row a unique id (at
+    most 200) and a title (at most 24); reply buttons are at most 3; a body text of at most 1024."""
+    kind = content.get("type")
+    body = content.get("body")
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"].strip():
+        return "The parameter interactive['body']['text'] is required."
+    if len(body["text"]) > 1024:
+        return "Param interactive['body']['text'] must be at most 1024 characters long."
+    action = content.get("action")
+    if not isinstance(action, dict):
+        return "The parameter interactive['action'] is required."
+    if kind == "list":
+        button, sections = action.get("button"), action.get("sections")
+        if not isinstance(button, str) or not 1 <= len(button) <= 20:
+            return "Param interactive['action']['button'] must be 1 to 20 characters long."
+        if not isinstance(sections, list) or not 1 <= len(sections) <= 10:
+            return "Param interactive['action']['sections'] must hold 1 to 10 sections."
+        rows = [row for section in sections if isinstance(section, dict) for row in section.get("rows") or []]
+        if not 1 <= len(rows) <= 10:
+            return "The total number of rows across sections must be from 1 to 10."
+        ids = [row.get("id") if isinstance(row, dict) else None for row in rows]
+        for row in rows:
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not 1 <= len(row["id"]) <= 200:
+                return "Param rows['id'] must be 1 to 200 characters long."
+            if not isinstance(row.get("title"), str) or not 1 <= len(row["title"]) <= 24:
+                return "Param rows['title'] must be 1 to 24 characters long."
+        if len(set(ids)) != len(ids):
+            return "Row ids must be unique."
+        return None
+    if kind == "button":
+        buttons = action.get("buttons")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return "Param interactive['action']['buttons'] must hold 1 to 3 buttons."
+        return None
+    return "Param interactive['type'] must be one of {list, button}."
 
 
 def _media_problem(kind: str, content: dict[str, Any]) -> str | None:
@@ -451,7 +492,7 @@ def _page_problem(channel: str, payload: dict[str, Any]) -> str | None:
             return "Param message[text] must be a non-empty string"
         if len(text) > limit:
             return f"Length of param message[text] must be less than or equal to {limit}"
-        return None
+        return _quick_replies_problem(message.get("quick_replies"))
     attachment = message["attachment"]
     if not isinstance(attachment, dict) or attachment.get("type") not in _ATTACHMENT_TYPES[channel]:
         return f"Param message[attachment][type] must be one of {{{', '.join(_ATTACHMENT_TYPES[channel])}}}"
@@ -460,4 +501,23 @@ def _page_problem(channel: str, payload: dict[str, Any]) -> str | None:
         return "The parameter message[attachment][payload] is required"
     if "attachment_id" not in content and not _is_http_url(content.get("url")):
         return "Param message[attachment][payload][url] must be a valid http or https URL"
+    return None
+
+
+def _quick_replies_problem(replies: Any) -> str | None:
+    """Messenger and Instagram quick replies: at most 13, each a text one with a title of at most
+    20 characters and a payload of at most 1000."""
+    if replies is None:
+        return None
+    if not isinstance(replies, list) or not 1 <= len(replies) <= 13:
+        return "Param message[quick_replies] must be an array of 1 to 13 quick replies"
+    for reply in replies:
+        if not isinstance(reply, dict) or reply.get("content_type") not in ("text", "user_phone_number", "user_email"):
+            return "Param message[quick_replies][content_type] is invalid"
+        if reply["content_type"] == "text":
+            title, payload = reply.get("title"), reply.get("payload")
+            if not isinstance(title, str) or not 1 <= len(title) <= 20:
+                return "Param message[quick_replies][title] must be 1 to 20 characters long"
+            if not isinstance(payload, str | int) or len(str(payload)) > 1000:
+                return "Param message[quick_replies][payload] must be at most 1000 characters"
     return None

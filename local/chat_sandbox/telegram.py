@@ -269,6 +269,9 @@ class TelegramEmulator:
             content = {field: _file_object(field, source)}
             if caption:
                 content["caption"] = caption
+        markup_problem = _reply_markup_problem(params.get("reply_markup"))
+        if markup_problem:
+            return _error(400, markup_problem)
         with self._lock:
             if self._failures:
                 status = self._failures.pop(0)
@@ -341,3 +344,29 @@ def _params(query: str, headers: Any, body: bytes) -> dict[str, Any] | None:
     else:
         return None  # multipart uploads are not emulated: the hub sends files by URL
     return params
+
+
+def _reply_markup_problem(markup: Any) -> str | None:
+    """An inline keyboard as the Bot API checks it: an array of rows of buttons, each with a text
+    and exactly one action; callback_data is 1 to 64 bytes."""
+    if markup is None:
+        return None
+    if isinstance(markup, str):
+        try:
+            markup = json.loads(markup)
+        except ValueError:
+            return "Bad Request: can't parse reply keyboard markup JSON object"
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        return 'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'
+    for row in rows:
+        for button in row:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str) or not button["text"]:
+                return 'Bad Request: can\'t find field "text"'
+            actions = [key for key in ("callback_data", "url", "switch_inline_query") if key in button]
+            if len(actions) != 1:
+                return "Bad Request: inline keyboard button must have exactly one optional field"
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                return "Bad Request: BUTTON_DATA_INVALID"
+    return None

@@ -41,6 +41,8 @@ def webchat_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub
             "WEBCHAT_SESSION_SECRET": WEBCHAT_SESSION_SECRET,
             "WEBCHAT_JWT_SECRET": WEBCHAT_JWT_SECRET,
             "WEBCHAT_ALLOWED_ORIGINS": "*",
+            # Surveys at once after a resolution (the rating test); nothing else here resolves.
+            "ROUTING_CONFIG": '{"surveys": {"delay_seconds": 0}}',
         },
     )
     url = f"http://127.0.0.1:{port}"

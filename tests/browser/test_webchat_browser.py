@@ -166,3 +166,34 @@ def test_the_embedded_chat_signs_the_visitor_in_and_shows_their_sms_history(webc
         agent_reply(webchat_hub, customer["conversation_id"], agent_id, "Welcome, Ada!")
         expect(chat.locator(".msg.theirs .bubble")).to_have_text("We said: Welcome, Ada!", timeout=10_000)
         assert page.problems == []
+
+
+def test_a_survey_after_the_resolution_is_rated_with_a_button_on_the_page(webchat_hub: RunningHub, page: Any) -> None:
+    agent_id = new_agent(webchat_hub)
+    page.goto(webchat_hub.url + "/webchat")
+    expect(page.get_by_role("status")).to_have_text("")
+    textbox = page.get_by_role("textbox", name="Your message")
+    textbox.fill("Can I change my delivery address?")
+    textbox.press("Enter")
+    expect(page.locator(".msg.mine time")).to_have_count(1)
+    conversation_id = session_claims(page.evaluate(f"localStorage.getItem('{SESSION_KEY}')"))["conv"]
+    agent_reply(webchat_hub, conversation_id, agent_id, "Done: it goes to the new address.")
+    resolved = requests.post(
+        f"{webchat_hub.url}/v1/conversations/{conversation_id}/resolve", headers=webchat_hub.api, timeout=10
+    )
+    assert resolved.status_code == 200, resolved.text
+
+    buttons = page.locator(".msg.theirs .choices button")
+    expect(buttons).to_have_count(5, timeout=15_000)
+    expect(buttons.first).to_have_text("5 Excellent")
+    page.get_by_role("button", name="4 Good").click()
+    expect(page.locator(".msg.mine").last.locator(".bubble")).to_have_text("You said: 4 Good")
+    expect(buttons.first).to_be_disabled()
+
+    def rated() -> Any:
+        conversation = webchat_hub.get(f"/v1/conversations/{conversation_id}").json()
+        return conversation["survey"] if (conversation.get("survey") or {}).get("rating") == 4 else None
+
+    survey = wait_for(rated)
+    assert survey["agent_ids"] == [agent_id] and survey["channel"] == "webchat"
+    assert page.problems == []

@@ -33,6 +33,7 @@ from tests.infra.template_tools import (
     resource_strings,
     resources,
     resources_granted,
+    role_statements,
 )
 
 STAGE_NAMES = list(SYNTHESISED)
@@ -555,3 +556,162 @@ def test_queues_are_named_by_stage_so_the_dlq_tool_finds_them(synthesis: Any) ->
         }
         expected = {f"{stage}-{q.name}" for q in QUEUES} | {f"{stage}-{q.dead_letter_name}" for q in QUEUES}
         assert names == expected
+
+
+# --- Event history (Firehose -> S3 -> Glue/Athena) ------------------------------------------------
+
+
+def _event_bucket_id(template: dict[str, Any]) -> str:
+    [bucket_id] = resources(template, "AWS::S3::Bucket")
+    return bucket_id
+
+
+def test_the_event_history_bucket_is_private_encrypted_tls_only_and_expires_by_stage(
+    template: dict[str, Any],
+) -> None:
+    bucket_id = _event_bucket_id(template)
+    bucket = template["Resources"][bucket_id]
+    props = bucket["Properties"]
+    [encryption] = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["DeletionPolicy"] == "Retain", "history outlives the stack"
+    config = STAGES[_stage_of(template)]
+    [rule] = props["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == config.event_history_expire_days
+    transitions = [(t["StorageClass"], t["TransitionInDays"]) for t in rule.get("Transitions", [])]
+    days = config.event_history_infrequent_access_days
+    assert transitions == ([("STANDARD_IA", days)] if days else [])
+    [policy] = [
+        p
+        for p in resources(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    [deny] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_lifecycle_differs_by_stage() -> None:
+    dev, prod = STAGES["dev"], STAGES["prod"]
+    assert dev.event_history_expire_days < prod.event_history_expire_days
+    assert prod.event_history_infrequent_access_days is not None
+    assert prod.event_history_infrequent_access_days < prod.event_history_expire_days
+
+
+def test_firehose_writes_date_partitions_as_the_local_stack_does(template: dict[str, Any]) -> None:
+    from infra.definitions import EVENT_LOG
+
+    stream = properties(template, EVENT_LOG.logical_id)
+    assert stream["DeliveryStreamType"] == "DirectPut"
+    assert stream["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "AWS_OWNED_CMK"
+    destination = stream["ExtendedS3DestinationConfiguration"]
+    local = EVENT_LOG.create_stream_kwargs("s", "b", "r")["ExtendedS3DestinationConfiguration"]
+    assert destination["Prefix"] == local["Prefix"] == "events/dt=!{timestamp:yyyy-MM-dd}/"
+    assert destination["ErrorOutputPrefix"] == local["ErrorOutputPrefix"]
+    assert "!{firehose:error-output-type}" in destination["ErrorOutputPrefix"], "Firehose requires it"
+    assert destination["CompressionFormat"] == local["CompressionFormat"] == "GZIP"
+    assert destination["BufferingHints"] == local["BufferingHints"]
+    assert referenced_ids(destination["BucketARN"]) == {_event_bucket_id(template)}
+
+
+def test_only_firehose_may_write_the_history_and_only_there(template: dict[str, Any]) -> None:
+    from infra.definitions import EVENT_LOG
+
+    bucket_id = _event_bucket_id(template)
+    destination = properties(template, EVENT_LOG.logical_id)["ExtendedS3DestinationConfiguration"]
+    [role_id] = referenced_ids(destination["RoleARN"])
+    trust = properties(template, role_id)["AssumeRolePolicyDocument"]["Statement"]
+    assert [statement["Principal"] for statement in trust] == [{"Service": "firehose.amazonaws.com"}]
+    assert render(trust[0]["Condition"]["StringEquals"]["sts:ExternalId"]) == "${AWS::AccountId}"
+    bucket_arn = f"${{{bucket_id}.Arn}}"
+    granted: dict[str, set[str]] = {}
+    for statement in role_statements(template, role_id):
+        for action in listify(statement["Action"]):
+            granted.setdefault(action, set()).update(render(r) for r in listify(statement["Resource"]))
+    objects = {f"{bucket_arn}/events/*", f"{bucket_arn}/errors/*"}
+    assert granted == {
+        "s3:PutObject": objects,
+        "s3:GetObject": objects,
+        "s3:AbortMultipartUpload": objects,
+        "s3:GetBucketLocation": {bucket_arn},
+        "s3:ListBucket": {bucket_arn},
+        "s3:ListBucketMultipartUploads": {bucket_arn},
+    }
+    for other_role in resources(template, "AWS::IAM::Role"):
+        if other_role != role_id:
+            assert not any(
+                bucket_id in referenced_ids(statement["Resource"])
+                for statement in role_statements(template, other_role)
+            ), f"{other_role} reaches the history bucket"
+
+
+def test_the_glue_table_projects_dates_onto_the_firehose_paths(template: dict[str, Any]) -> None:
+    from infra.definitions import EVENT_LOG
+
+    stage = _stage_of(template)
+    [database] = resources(template, "AWS::Glue::Database").values()
+    assert database["Properties"]["DatabaseInput"]["Name"] == f"omnihub_{stage}"
+    [table] = resources(template, "AWS::Glue::Table").values()
+    assert table["Properties"]["DatabaseName"] == f"omnihub_{stage}"
+    table_input = table["Properties"]["TableInput"]
+    assert table_input["Name"] == "events" and table_input["TableType"] == "EXTERNAL_TABLE"
+    parameters = table_input["Parameters"]
+    assert {key: value for key, value in parameters.items() if key.startswith("projection.")} == {
+        "projection.enabled": "true",
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": f"{EVENT_LOG.projection_start},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+    }
+    bucket = f"${{{_event_bucket_id(template)}}}"
+    assert render(parameters["storage.location.template"]) == f"s3://{bucket}/events/dt=${{dt}}/"
+    # the projection's path is the Firehose prefix with its date expression as ${dt}
+    assert EVENT_LOG.prefix.replace("!{timestamp:yyyy-MM-dd}", "${dt}") == "events/dt=${dt}/"
+    assert table_input["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+    descriptor = table_input["StorageDescriptor"]
+    assert render(descriptor["Location"]) == f"s3://{bucket}/events/"
+    assert descriptor["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    assert [(column["Name"], column["Type"]) for column in descriptor["Columns"]] == [
+        ("id", "string"),
+        ("type", "string"),
+        ("timestamp", "string"),
+        ("data", "string"),
+    ]
+
+
+def test_the_history_outputs_and_its_delivery_alarm(template: dict[str, Any]) -> None:
+    from infra.definitions import EVENT_LOG
+
+    outputs = template["Outputs"]
+    assert outputs["EventHistoryBucketName"]["Value"] == {"Ref": _event_bucket_id(template)}
+    assert outputs["EventHistoryStreamName"]["Value"] == {"Ref": EVENT_LOG.logical_id}
+    assert outputs["EventHistoryAthenaTable"]["Value"] == f"omnihub_{_stage_of(template)}.events"
+    alarm = _alarm_on(template, "DeliveryToS3.DataFreshness", "DeliveryStreamName", {"Ref": EVENT_LOG.logical_id})
+    assert alarm["Namespace"] == "AWS/Firehose" and alarm["Threshold"] == 3600
+
+
+@pytest.mark.parametrize("spec", ALL_FUNCTIONS, ids=lambda spec: spec.logical_id)
+def test_only_the_crm_events_worker_may_put_to_the_history_stream(template: dict[str, Any], spec: FunctionSpec) -> None:
+    from infra.definitions import EVENT_LOG
+
+    role_id = function_role(template, spec.logical_id)
+    firehose_actions = {
+        action
+        for statement in role_statements(template, role_id)
+        for action in listify(statement["Action"])
+        if action.startswith("firehose:")
+    }
+    assert firehose_actions == ({"firehose:PutRecord"} if spec.event_log else set())
+    granted = resources_granted(template, role_id, "firehose:PutRecord")
+    assert granted == ({EVENT_LOG.logical_id} if spec.event_log else set())
+    variables = environment(template, spec.logical_id)
+    assert variables.get(EVENT_LOG.stream_env) == ({"Ref": EVENT_LOG.logical_id} if spec.event_log else None)
+    # the grant follows the code: exactly the functions whose code reaches the exporter
+    assert spec.event_log is ("chalicelib.services.event_log" in codemap.closure(spec.entry_module))

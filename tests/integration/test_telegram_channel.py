@@ -174,9 +174,9 @@ def test_malformed_updates_are_400_with_a_reason(tg: TelegramHub, raw: bytes, sa
     assert tg.hub.item_count() == before
 
 
-def test_group_messages_callbacks_and_channel_posts_are_acknowledged_and_not_stored(tg: TelegramHub) -> None:
+def test_group_messages_channel_posts_and_live_locations_are_acknowledged_and_not_stored(tg: TelegramHub) -> None:
     before = tg.hub.item_count()
-    for name in ("group_message.json", "callback_query.json", "channel_post.json", "live_location_edit.json"):
+    for name in ("group_message.json", "channel_post.json", "live_location_edit.json"):
         assert post(event(name)) == (200, "ok"), name
     assert tg.hub.item_count() == before
 
@@ -721,3 +721,51 @@ def chat_message_from(user_id: str, update_id: str) -> Any:
         recipient_address="AcmeHelpBot",
         body="hello",
     )
+
+
+# --- a satisfaction survey: inline keyboard out, a button tap back -------------------------------------
+
+
+def test_a_survey_goes_as_an_inline_keyboard_and_a_tap_rates_it(
+    tg: TelegramHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.domain.agents import AgentProfile, AgentStatus
+    from chalicelib.services import agents, routing
+    from tests.integration.routing_support import Workers, configure
+
+    configure(monkeypatch, surveys={"delay_seconds": 0}, offer_timeout_seconds=900)
+    agents.put_agent(AGENT, AgentProfile(name="Grace Hopper", capacity={"telegram": 2}))
+    routing.set_agent_status(AGENT, AgentStatus.AVAILABLE)
+    workers = Workers(tg.hub)
+    update = event("text_message.json")
+    assert post(update)[0] == 200
+    customer = telegram_customer()
+    workers.drain(until=lambda: conversation_of(customer.conversation_id).offer_id is not None)
+    routing.accept_offer(conversation_of(customer.conversation_id).offer_id)
+    assert reply(customer.conversation_id, body="Done, it ships today.").status_code == 201
+    routing.resolve(customer.conversation_id)
+    workers.drain(until=lambda: conversation_of(customer.conversation_id).survey is not None, timeout=10)
+    workers.drain()
+
+    [question] = [record for record in sends(tg.sandbox) if "reply_markup" in record["request"]]
+    keyboard = question["request"]["reply_markup"]
+    keyboard = json.loads(keyboard) if isinstance(keyboard, str) else keyboard
+    assert [row[0]["callback_data"] for row in keyboard["inline_keyboard"]] == [f"csat:{n}" for n in (5, 4, 3, 2, 1)]
+
+    tap = event("callback_query.json")
+    tap["update_id"] = update["update_id"] + 1
+    tap["callback_query"]["from"]["id"] = update["message"]["from"]["id"]
+    tap["callback_query"]["message"]["chat"]["id"] = update["message"]["chat"]["id"]
+    tap["callback_query"]["data"] = "csat:4"
+    assert post(tap)[0] == 200
+    assert post(tap)[0] == 200, "Telegram retried the update"
+    workers.drain()
+    survey = conversation_of(customer.conversation_id).survey
+    assert (survey.rating, survey.status, survey.agent_ids) == (4, "rated", [AGENT])
+    assert conversation_of(customer.conversation_id).status == "resolved"
+
+
+def conversation_of(conversation_id: str) -> Any:
+    from chalicelib.services import customers
+
+    return customers.get_conversation(conversation_id)

@@ -227,7 +227,7 @@ def test_a_long_poll_returns_as_soon_as_a_message_arrives(chat: Hub) -> None:
 
     assert [(m["body"], m["channel"]) for m in answer["data"]] == [("sent from my phone", "sms")]
     assert 0.9 < elapsed < 4, elapsed
-    assert set(answer["data"][0]) == {"id", "direction", "channel", "body", "created_at", "media"}
+    assert set(answer["data"][0]) == {"id", "direction", "channel", "body", "created_at", "media", "choices"}
 
 
 def test_an_idle_long_poll_waits_then_answers_empty(chat: Hub) -> None:

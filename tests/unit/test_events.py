@@ -87,6 +87,8 @@ def test_every_event_type_the_hub_emits_is_known() -> None:
         "sla.warning",
         "sla.breached",
         "conversation.escalated",
+        "csat.requested",
+        "csat.submitted",
     }
     assert len(EVENT_TYPES) == len(set(EVENT_TYPES))
     for event_type in EVENT_TYPES:

@@ -304,12 +304,29 @@ def test_an_over_long_text_is_cut() -> None:
     [
         ("group_message.json", "supergroup chat"),
         ("channel_post.json", "channel posts"),
-        ("callback_query.json", "inline keyboards"),
     ],
 )
-def test_groups_channels_and_callbacks_are_skipped(name: str, reason: str) -> None:
+def test_groups_and_channels_are_skipped(name: str, reason: str) -> None:
     item = one(event(name))
     assert isinstance(item, Skipped) and reason in item.reason
+
+
+def test_a_tap_on_an_inline_button_is_the_customers_answer() -> None:
+    # A survey's rating button (callback_data "csat:5") arrives as a callback_query
+    update = event("callback_query.json")
+    update["callback_query"]["data"] = "csat:5"
+    msg = message(update)
+    assert msg.body == "csat:5" and msg.sender.value == "123456789"
+    assert msg.provider_message_id == "578923422", "the update id dedupes Telegram's retries"
+
+
+def test_a_callback_without_data_or_from_a_bot_is_skipped() -> None:
+    update = event("callback_query.json")
+    del update["callback_query"]["data"]
+    assert "without data" in one(update).reason
+    update = event("callback_query.json")
+    update["callback_query"]["from"]["is_bot"] = True
+    assert isinstance(one(update), Skipped)
 
 
 @pytest.mark.parametrize("chat_type", ["group", "supergroup", "channel", None, 7])

@@ -294,6 +294,7 @@ def test_the_visitor_sees_only_safe_fields_and_no_internal_notes() -> None:
         "body": "hi",
         "created_at": "2025-03-01T12:00:00.123Z",
         "media": [{"url": "https://example.com/a.jpg", "content_type": "image/jpeg", "filename": None}],
+        "choices": [],
     }
     assert webchat.visible_to_visitor(thread_message(Direction.INBOUND))
     assert not webchat.visible_to_visitor(thread_message(Direction.EVENT))

@@ -147,9 +147,29 @@ def whatsapp_payloads(outgoing: Outgoing, to: str) -> list[dict[str, Any]]:
             media["caption"] = caption
             caption = ""
         payloads.append({**base, "type": kind, kind: media})
+    if caption and outgoing.choices and not outgoing.media_urls:
+        return [{**base, "type": "interactive", "interactive": whatsapp_list(caption, outgoing.choices)}]
     if caption:  # no media, or media that cannot carry it: the text goes first
         payloads.insert(0, {**base, "type": "text", "text": {"body": caption, "preview_url": False}})
     return payloads
+
+
+# WhatsApp's interactive list: at most 10 rows, a row title of 24 characters, a body of 1024 and
+# a button label of 20 (reply buttons allow only 3 choices, too few for five ratings).
+LIST_ROWS, ROW_TITLE, LIST_BODY, LIST_BUTTON = 10, 24, 1024, 20
+
+
+def whatsapp_list(body: str, choices: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    rows = [{"id": choice_id[:200], "title": label[:ROW_TITLE]} for choice_id, label in choices[:LIST_ROWS]]
+    return {
+        "type": "list",
+        "body": {"text": body[:LIST_BODY]},
+        "action": {"button": "Choose"[:LIST_BUTTON], "sections": [{"title": "Options", "rows": rows}]},
+    }
+
+
+# Messenger and Instagram quick replies: at most 13, a title of 20 characters.
+QUICK_REPLIES, QUICK_REPLY_TITLE = 13, 20
 
 
 def _send_whatsapp(outgoing: Outgoing) -> SentMessage:
@@ -187,6 +207,11 @@ def page_payloads(outgoing: Outgoing) -> list[dict[str, Any]]:
     else:
         base["messaging_type"] = "RESPONSE"
     messages: list[dict[str, Any]] = [{"text": outgoing.body}] if outgoing.body else []
+    if messages and outgoing.choices:
+        messages[0]["quick_replies"] = [
+            {"content_type": "text", "title": label[:QUICK_REPLY_TITLE], "payload": choice_id[:1000]}
+            for choice_id, label in outgoing.choices[:QUICK_REPLIES]
+        ]
     for url in outgoing.media_urls:
         kind = _MESSENGER_MEDIA_BY_EXTENSION.get(_extension(url), "file")
         if outgoing.channel == Channel.INSTAGRAM.value and kind not in _INSTAGRAM_ATTACHMENT_TYPES:
