@@ -223,7 +223,10 @@ def list_agents() -> dict[str, Any]:
     from chalicelib.api.models import agent_view
     from chalicelib.services import agents
 
-    return {"data": [agent_view(agent) for agent in agents.list_agents()]}
+    request = app.current_request
+    limit = _page_size(query_value(request, "limit"), default=100, maximum=100)
+    page, next_cursor = agents.list_agents(limit, query_value(request, "cursor"))
+    return {"data": [agent_view(agent) for agent in page], "next_cursor": next_cursor}
 
 
 @route("/v1/agents/{agent_id}")

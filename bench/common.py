@@ -261,8 +261,10 @@ class RequestCounter:
     """AWS calls the hub makes, by role (what `role()` names the calling thread) and operation.
 
     `calls` counts API calls (botocore `before-call`); `attempts` the HTTP requests actually sent
-    (`before-send`; higher only when botocore retried); `ever` every call of the run (never reset).
-    Roles in `roles` are always present; others appear when first seen and go on `reset()`.
+    (`before-send`; higher only when botocore retried); `ever` every call of the run (never reset);
+    `items` the DynamoDB items each role read (`after-call`: a Query's ScannedCount, a GetItem's
+    item, a BatchGetItem's items). Roles in `roles` are always present; others appear when first
+    seen and go on `reset()`.
     """
 
     def __init__(self, role: Callable[[], str], roles: tuple[str, ...] = ()) -> None:
@@ -272,6 +274,7 @@ class RequestCounter:
         self.calls: defaultdict[str, Counter[str]] = defaultdict(Counter, {name: Counter() for name in roles})
         self.attempts: defaultdict[str, Counter[str]] = defaultdict(Counter, {name: Counter() for name in roles})
         self.ever: Counter[str] = Counter()
+        self.items: Counter[str] = Counter()
 
     @staticmethod
     def _operation(event_name: str) -> str:
@@ -288,12 +291,30 @@ class RequestCounter:
         with self._lock:
             self.attempts[self._role()][self._operation(event_name)] += 1
 
+    def on_result(self, event_name: str, parsed: Any = None, **_: Any) -> None:
+        operation = self._operation(event_name)
+        if not isinstance(parsed, dict) or not operation.startswith("dynamodb."):
+            return
+        read = 0
+        if operation in ("dynamodb.Query", "dynamodb.Scan"):
+            read = int(parsed.get("ScannedCount", parsed.get("Count", 0)))
+        elif operation == "dynamodb.GetItem":
+            read = 1 if parsed.get("Item") else 0
+        elif operation == "dynamodb.BatchGetItem":
+            read = sum(len(found) for found in (parsed.get("Responses") or {}).values())
+        elif operation == "dynamodb.TransactGetItems":
+            read = len(parsed.get("Responses") or [])
+        if read:
+            with self._lock:
+                self.items[self._role()] += read
+
     def install(self) -> None:
         from chalicelib import aws
 
         events = aws.session().events
         events.register("before-call", self.on_call)
         events.register("before-send", self.on_send)
+        events.register("after-call", self.on_result)
 
     def snapshot(self) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
         with self._lock:
@@ -307,8 +328,13 @@ class RequestCounter:
         with self._lock:
             return sum(self.calls[role].values())
 
+    def items_read(self, role: str) -> int:
+        with self._lock:
+            return self.items[role]
+
     def reset(self) -> None:
         with self._lock:
+            self.items.clear()
             for counters in (self.calls, self.attempts):
                 for role in list(counters):
                     if role in self._roles:

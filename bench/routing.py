@@ -1,7 +1,8 @@
 """Routing benchmark: AWS requests per assignment, accept latency, assignments per second, invariants.
 
-Run from the repo root: `.venv/bin/python bench/routing.py [--agents A] [--capacity C]
-[--conversations N] [--check]`. See bench/README.md.
+Run from the repo root: `.venv/bin/python bench/routing.py [--agents N] [--available K]
+[--capacity C] [--conversations M] [--check]`. See bench/README.md. The last line printed is a
+JSON object of the headline figures.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ from common import (
 
 NUMBER_PREFIX = "+1501714"  # one new customer per conversation: +15017140000, +15017140001, ...
 MAX_CONVERSATIONS = 10_000
+MAX_AGENTS = 50_000
+IMPORT_BATCH = 500  # agents per store.agents.import_agents call (BatchWriteItem: 25 items a request)
+# The rest of the roster: skills and channels vary, and none of them takes the benchmark's sms
+# conversations (offline or away, or available on other channels only).
+OTHER_CHANNELS = ("whatsapp", "email", "webchat", "messenger", "telegram")
+SKILLS = ("billing", "returns", "spanish", "french", "technical", "vip")
 MAX_CAPACITY = 100  # the hub's own limit per channel
 CHANNEL = "sms"
 
@@ -289,11 +296,17 @@ class Routing:
     polls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    tracked: list[str] = field(default_factory=list)  # the agents taking the benchmark's conversations
+
     def board(self) -> Board | None:
-        data = self.api.call("GET", "/v1/agents", "/v1/agents")
-        if data is None:
-            return None
-        board = Board(data["data"])
+        """The tracked agents, one GET each (the rest of a large roster holds nothing)."""
+        agents = []
+        for agent_id in self.tracked:
+            data = self.api.call("GET", f"/v1/agents/{agent_id}", "/v1/agents/{id}")
+            if data is None:
+                return None
+            agents.append(data)
+        board = Board(agents)
         self.polls += 1
         self.overloads.extend(board.over_capacity())
         return board
@@ -304,7 +317,10 @@ class Routing:
         if offer is None:
             return None
         conversation = self.api.call("GET", f"/v1/conversations/{offer['conversation_id']}", "/v1/conversations/{id}")
-        waiting_since = (conversation or {}).get("waiting_since")
+        # Every conversation here is a new customer's: it was created when its first message was
+        # stored, so created -> offer is the whole wait (the SQS hop and routing included; the
+        # hub queues and offers in one step when an agent is free, so waiting_since says ~0).
+        waiting_since = (conversation or {}).get("created_at") or (conversation or {}).get("waiting_since")
         seen = OfferSeen(
             id=offer_id,
             agent_id=agent_id,
@@ -349,12 +365,55 @@ def run_all(pool: ThreadPoolExecutor, jobs: list[Callable[[], Any]]) -> list[str
 # --- Phases ---------------------------------------------------------------------------------------
 
 
-def register_agents(api: Api, agents: int, capacity: int) -> None:
-    for index in range(agents):
-        agent_id = f"bench-agent-{index:03d}"
+def register_agents(api: Api, available: int, capacity: int) -> list[str]:
+    """The agents who take the benchmark's conversations: registered and made available through
+    the API, as a CRM would."""
+    ids = []
+    for index in range(available):
+        agent_id = f"bench-agent-{index:05d}"
         profile = {"name": f"Bench agent {index}", "capacity": {CHANNEL: capacity}, "auto_accept": False}
         api.call("PUT", f"/v1/agents/{agent_id}", "/v1/agents/{id}", profile, expect=(200, 201))
         api.call("POST", f"/v1/agents/{agent_id}/status", "/v1/agents/{id}/status", {"status": "available"})
+        ids.append(agent_id)
+    return ids
+
+
+def import_roster(count: int) -> float:
+    """The rest of the roster, in batches straight through the store (a contact centre's import):
+    a third offline, a third away, a third available on other channels, with varied skills, and
+    some with sms capacity while offline or away. Returns the seconds it took."""
+    from chalicelib.domain.agents import Agent, AgentStatus
+    from chalicelib.domain.messages import utcnow
+    from chalicelib.store import agents as agent_store
+
+    started = time.monotonic()
+    now = utcnow()
+    statuses = (AgentStatus.OFFLINE, AgentStatus.AWAY, AgentStatus.AVAILABLE)
+    batch: list[Any] = []
+    for index in range(count):
+        status = statuses[index % 3]
+        channels = {OTHER_CHANNELS[index % len(OTHER_CHANNELS)]: 1 + index % 4}
+        if status is not AgentStatus.AVAILABLE and index % 2:
+            channels[CHANNEL] = 2  # could take sms, but is not available
+        skills = {SKILLS[(index + step) % len(SKILLS)]: 1 + (index + step) % 10 for step in range(index % 4)}
+        batch.append(
+            Agent(
+                id=f"roster-{index:05d}",
+                name=f"Roster agent {index}",
+                skills=skills,
+                capacity=channels,
+                status=status,
+                status_changed_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        if len(batch) == IMPORT_BATCH:
+            agent_store.import_agents(batch)
+            batch = []
+    if batch:
+        agent_store.import_agents(batch)
+    return time.monotonic() - started
 
 
 @dataclass
@@ -370,6 +429,12 @@ class PhaseOne:
     @property
     def routing_calls(self) -> Counter[str]:
         return self.calls.get(ROUTING_THREAD, Counter())
+
+    items_read: int = 0
+
+    @property
+    def items_per_assignment(self) -> float:
+        return self.items_read / self.offers if self.offers else float("inf")
 
     @property
     def per_assignment(self) -> float:
@@ -406,11 +471,14 @@ def phase_one(
         time.sleep(POLL_INTERVAL)
     drained = watcher.drain()
     calls, attempts = counter.snapshot()
+    items_read = counter.items_read(ROUTING_THREAD)
     seconds = time.monotonic() - started
     board = routing.board()
     offers = sorted(board.offers().items()) if board else []
     run_all(pool, [lambda o=offer_id, a=agent_id: routing.inspect(o, a, 1) for offer_id, agent_id in offers])
-    return PhaseOne(len(numbers), inbound.take(), len(routing.in_phase(1)), drained, calls, attempts, seconds)
+    one = PhaseOne(len(numbers), inbound.take(), len(routing.in_phase(1)), drained, calls, attempts, seconds)
+    one.items_read = items_read
+    return one
 
 
 @dataclass
@@ -630,12 +698,13 @@ def print_phase_one(one: PhaseOne, claim: Claim | None, agents: int, capacity: i
     """Prints the figures; returns how they differ from the docstring."""
     n = max(1, one.offers)
     print(
-        f"\nPhase 1: requests per assignment ({agents} agents x {capacity} {CHANNEL} slots = {one.slots} first "
-        f"messages from new customers, each offered at once; {one.seconds:.1f} s)"
+        f"\nPhase 1: requests per assignment ({agents} available agents x {capacity} {CHANNEL} slots = {one.slots} "
+        f"first messages from new customers, each offered at once; {one.seconds:.1f} s)"
     )
     print(f"  offers created                {one.offers} of {one.slots}")
     total = _total(one.routing_calls) / n
     print(f"  routing worker AWS requests/assignment  {total:.2f}")
+    print(f"  routing worker DynamoDB items read/assignment  {one.items_per_assignment:.2f}")
     retried = _total(one.attempts.get(ROUTING_THREAD, Counter())) - _total(one.routing_calls)
     if retried:
         print(f"  routing worker HTTP attempts beyond calls (botocore retries): {retried}")
@@ -679,7 +748,7 @@ def print_phase_two(two: PhaseTwo, routing: Routing, accepts: Accepts) -> None:
         f"({_per(accepts.http_calls, accepts.count)})"
     )
     waits = [wait for seen in routing.in_phase(1) if (wait := seen.queue_to_offer) is not None]
-    print(f"  queued -> offer (phase 1)     {_seconds(waits)}")
+    print(f"  stored -> offer (phase 1)     {_seconds(waits)}")
 
     n = len(two.offers)
     print(
@@ -692,7 +761,7 @@ def print_phase_two(two: PhaseTwo, routing: Routing, accepts: Accepts) -> None:
         print(f"  assignments/s                 {rate:.2f}  ({n} offers created over {two.span:.1f} s, first to last)")
     print(f"  peak backlog                  {two.peak_backlog} conversations waiting without an offer at once")
     waits = [wait for seen in two.offers if (wait := seen.queue_to_offer) is not None]
-    print(f"  queued -> offer               {_seconds(waits)}")
+    print(f"  stored -> offer               {_seconds(waits)}")
     print(
         f"  offered out of queue order    {two.overtaking} of {n}  (offered while a conversation queued earlier "
         "was still waiting; not a target)"
@@ -713,7 +782,13 @@ def print_phase_two(two: PhaseTwo, routing: Routing, accepts: Accepts) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, default=10, help="agents, each available on sms")
+    parser.add_argument("--agents", type=int, default=10, help="agents registered in all (N)")
+    parser.add_argument(
+        "--available",
+        type=int,
+        default=None,
+        help="of them, available on sms and taking the benchmark's conversations (K; default all N)",
+    )
     parser.add_argument("--capacity", type=int, default=3, help="sms conversations each agent holds at once")
     parser.add_argument(
         "--conversations", type=int, default=200, help="new conversations in all (phase 1 takes agents x capacity)"
@@ -721,14 +796,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     started = time.monotonic()
     args = parser.parse_args(argv)
-    for name in ("agents", "capacity", "conversations"):
+    if args.available is None:
+        args.available = args.agents
+    for name in ("agents", "available", "capacity", "conversations"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if not args.available <= args.agents <= MAX_AGENTS:
+        parser.error(f"--available must be at most --agents, and --agents at most {MAX_AGENTS}")
     if args.capacity > MAX_CAPACITY:
         parser.error(f"--capacity must be at most {MAX_CAPACITY}")
-    slots = args.agents * args.capacity
+    slots = args.available * args.capacity
     if not slots <= args.conversations <= MAX_CONVERSATIONS:
-        parser.error(f"--conversations must be from agents x capacity ({slots}) to {MAX_CONVERSATIONS}")
+        parser.error(f"--conversations must be from available x capacity ({slots}) to {MAX_CONVERSATIONS}")
     os.chdir(ROOT)
     # The stack runs in this process and takes its settings from the environment; a non-empty
     # ROUTING_CONFIG wins over any ROUTING_CONFIG_FILE inherited from the shell.
@@ -757,7 +836,8 @@ def main(argv: list[str] | None = None) -> int:
         missing: list[str] = []
         try:
             with ThreadPoolExecutor(API_THREADS, thread_name_prefix="bench-api") as pool:
-                register_agents(api, args.agents, args.capacity)
+                imported = import_roster(args.agents - args.available)
+                routing.tracked = register_agents(api, args.available, args.capacity)
                 setup_drained = watcher.drain()
                 one = phase_one(routing, inbound, counter, watcher, pool, numbers[:slots])
                 accepts = accept_all(routing, counter)
@@ -771,16 +851,21 @@ def main(argv: list[str] | None = None) -> int:
             inbound.close()
 
     print(
-        f"Local stack (moto over HTTP, in-process; {args.agents} agents x {args.capacity} {CHANNEL} slots, "
-        f"{args.conversations} conversations from new customers)"
+        f"Local stack (moto over HTTP, in-process; {args.agents} agents registered, {args.available} of them "
+        f"available with {args.capacity} {CHANNEL} slots each; {args.conversations} conversations from new customers)"
     )
+    if args.agents > args.available:
+        print(
+            f"(the other {args.agents - args.available} imported in {imported:.1f} s: offline, away, or available "
+            "on other channels only, with varied skills)"
+        )
     print(
         f"(routing config: offer_timeout_seconds {config.offer_timeout_seconds}, relax_after_seconds "
         f"{config.relax_after_seconds}; no agent auto-accepts: every offer waits for the benchmark)"
     )
     print("(rates and latencies are the whole pipeline's in one process on moto, which serves DynamoDB")
     print(" requests one at a time: compare runs of this bench with each other, not with AWS)")
-    differences = print_phase_one(one, claim, args.agents, args.capacity)
+    differences = print_phase_one(one, claim, args.available, args.capacity)
     print_phase_two(two, routing, accepts)
 
     print(f"\nFinal state ({routing.polls} polls of GET /v1/agents over the run)")
@@ -827,7 +912,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("routing worker drained its queue", drained, "yes" if drained else "timed out"),
     ]
-    return report_checks(checks, started, enforce=args.check)
+    status = report_checks(checks, started, enforce=args.check)
+    waits_ms = sorted(wait * 1000 for seen in routing.offers.values() if (wait := seen.queue_to_offer) is not None)
+    headline = {
+        "agents": args.agents,
+        "available": args.available,
+        "requests_per_assignment": round(one.per_assignment, 2),
+        "items_read_per_assignment": round(one.items_per_assignment, 2),
+        "offer_latency_p50_ms": round(percentile(waits_ms, 0.5), 1) if waits_ms else None,
+        "offer_latency_p99_ms": round(percentile(waits_ms, 0.99), 1) if waits_ms else None,
+    }
+    print(json.dumps(headline))
+    return status
 
 
 if __name__ == "__main__":

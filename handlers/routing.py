@@ -24,11 +24,12 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 def record_handler(record: SQSRecord) -> None:
     message = routing_message.validate_json(record.body)
     if isinstance(message, RoutingTask):
-        routing.handle_inbound(message)
+        # Delivered before: the first attempt may have died after queueing or offering.
+        routing.handle_inbound(message, redelivered=int(record.attributes.approximate_receive_count or 1) > 1)
     elif isinstance(message, MatchAgent):
         routing.match_agent(message.agent_id)
     elif isinstance(message, MatchTask):
-        routing.match_task_by_key(message.queue, message.sort_key)
+        routing.match_task_by_key(message.queue, message.sort_key, message.shard)
     elif isinstance(message, HandOff):
         routing.hand_off(message)
     elif isinstance(message, Escalate):

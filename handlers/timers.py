@@ -29,7 +29,7 @@ def record_handler(record: SQSRecord) -> None:
     if isinstance(message, OfferTimeout):
         routing.expire_offer(message.offer_id)
     elif isinstance(message, TaskRecheck):
-        routing.match_task_by_key(message.queue, message.sort_key)
+        routing.match_task_by_key(message.queue, message.sort_key, message.shard)
     elif isinstance(message, AgentGrace):
         routing.agent_grace_over(message)
     elif isinstance(message, NotificationDue):

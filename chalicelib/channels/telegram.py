@@ -37,8 +37,14 @@ Webhook (https://core.telegram.org/bots/api#setwebhook, #update)
     * Group, supergroup and channel chats are skipped: the hub keeps one thread per customer and an
       agent's answer to a group would reach every member of it, so a group is not a customer.
       Messages from bots are skipped too (another bot is never a customer).
-    * Everything else (`callback_query`: the hub sends no inline keyboards; inline queries,
-      payments, polls, reactions, chat boosts, Business connections, unknown types) is skipped.
+    * `callback_query` (a tap on one of the hub's inline buttons: a survey rating) is a message
+      whose body is the button's `callback_data`. The query's `id` rides as the message's reply
+      token: Telegram's app shows a spinner on the button until the bot calls
+      `answerCallbackQuery`, which it accepts for a few seconds only, once. The hub's next
+      Telegram send to that customer within `CALLBACK_ANSWER_TTL` (the survey's thanks) answers it
+      first; the outbound path claims the token so it is answered once (see "Sending").
+    * Everything else (inline queries, payments, polls, reactions, chat boosts, Business
+      connections, unknown types) is skipped.
 
     The hub answers 200 "ok": Telegram only looks at the status code.
 
@@ -54,6 +60,13 @@ Sending (https://core.telegram.org/bots/api#sendmessage, #sendphoto, #senddocume
     control, `parameters.retry_after`) and 5xx mean try again later; other 4xx are refusals
     (403 "Forbidden: bot was blocked by the user"). The bot token is part of the URL path, so no
     URL, and no text that could hold the token, ever reaches a log or an exception.
+
+    A send that carries a reply token (the id of a button tap the customer just made) first calls
+    `answerCallbackQuery` with it, with no text, so the customer's spinner stops. That is best
+    effort: Telegram refuses a query that is too old or answered already (400 "query is too old
+    and response timeout expired or query ID is invalid"), and the message goes out all the same.
+    A tap the hub sends nothing after within the TTL (a changed rating, which gets no thanks) is
+    not answered: the app gives up its spinner by itself.
 """
 
 from __future__ import annotations
@@ -61,7 +74,7 @@ from __future__ import annotations
 import hmac
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -75,9 +88,12 @@ from chalicelib.domain.webhook_items import BatchOutcome, ConsentChange, Skipped
 
 PROVIDER = "telegram"
 ACKNOWLEDGEMENT_TYPE = "text/plain; charset=utf-8"
+# A button tap's callback query is answerable for a few seconds only (Telegram documents no figure;
+# bots see it refused after about 10-15 s): a send later than this does not try it.
+CALLBACK_ANSWER_TTL = timedelta(seconds=15)
 # sendMessage takes 4,096 characters; one file per message (the text goes as its caption or after
-# it); no window.
-RULES = {Channel.TELEGRAM.value: ChannelRules(name="Telegram", body_chars=4096)}
+# it); no window. The "reply token" is a button tap's callback query id (see the module docstring).
+RULES = {Channel.TELEGRAM.value: ChannelRules(name="Telegram", body_chars=4096, reply_token_ttl=CALLBACK_ANSWER_TTL)}
 WEBHOOK_HEADER = "x-telegram-bot-api-secret-token"
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 
@@ -97,6 +113,9 @@ _PHOTO_PATH = re.compile(r"\.(?:jpe?g|png|webp)$", re.IGNORECASE)
 # "In sendDocument, sending by URL will currently only work for GIF, PDF and ZIP files."
 _DOCUMENT_PATH = re.compile(r"\.(?:gif|pdf|zip)$", re.IGNORECASE)
 _DIGITS = re.compile(r"^\d{6,15}$")
+# CallbackQuery.id: "unique identifier for this query", a decimal string in practice.
+_CALLBACK_QUERY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CALLBACK_ANSWER_TIMEOUT = 3.0  # seconds: a slow answer must not hold the message itself back
 # Kinds of file a message may carry, with the type Telegram's object implies when it names none.
 # `animation` comes first: Telegram also sets `document` on an animation message, for old clients.
 _FILE_KINDS: tuple[tuple[str, str | None], ...] = (
@@ -119,7 +138,6 @@ _SKIPPED_UPDATES = {
     "message_reaction_count": "reactions are not messages",
     "inline_query": "the bot offers no inline mode",
     "chosen_inline_result": "the bot offers no inline mode",
-    "callback_query": "the hub sends no inline keyboards whose buttons could call back",
     "shipping_query": "payments are not handled by the hub",
     "pre_checkout_query": "payments are not handled by the hub",
     "purchased_paid_media": "payments are not handled by the hub",
@@ -348,6 +366,9 @@ def _button_press(update_id: int, query: dict[str, Any]) -> WebhookItem:
     data = _optional_text(query.get("data"), f"{label}.data", MAX_CALLBACK_DATA)
     if not data:
         return Skipped(label, "a button without data (a game or an inline message)")
+    query_id = query.get("id")
+    # A malformed id is only not answered: the tap itself is still the customer's answer.
+    callback_id = query_id if isinstance(query_id, str) and _CALLBACK_QUERY_ID.fullmatch(query_id) else None
     return InboundMessage(
         provider=PROVIDER,
         provider_message_id=str(update_id),
@@ -357,6 +378,7 @@ def _button_press(update_id: int, query: dict[str, Any]) -> WebhookItem:
         recipient_address=_bot_address(),
         body=data,
         profile_name=profile_name(user),
+        reply_token=callback_id,
     )
 
 
@@ -512,6 +534,8 @@ def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
     api = _Api(base_url, token, outgoing.timeout)
     chat_id = chat_id_of(outgoing.recipient)
     media_url = outgoing.media_urls[0] if outgoing.media_urls else None
+    if outgoing.reply_token:
+        answer_callback(_Api(base_url, token, min(outgoing.timeout, CALLBACK_ANSWER_TIMEOUT)), outgoing.reply_token)
     (method, params), *rest = requests_for(chat_id, outgoing.body, media_url)
     if outgoing.choices and method == "sendMessage":
         params = {**params, "reply_markup": inline_keyboard(outgoing.choices)}
@@ -530,6 +554,21 @@ def send(outgoing: Outgoing, tokens: TokenCache | None = None) -> SentMessage:
                 exc.http_status if isinstance(exc, ProviderRejected) else 502,
             ) from None
     return first
+
+
+def answer_callback(api: _Api, callback_query_id: str) -> bool:
+    """Stop the spinner on the button the customer tapped (answerCallbackQuery, no notification
+    text). Best effort: True when Telegram took it; a refusal (too old, answered already) or an
+    outage is logged and the send goes on."""
+    from chalicelib.observability import logger
+
+    try:
+        api.call("answerCallbackQuery", {"callback_query_id": callback_query_id})
+    except (ProviderRejected, ProviderUnavailable) as exc:
+        reason = exc.message if isinstance(exc, ProviderRejected) else exc.reason
+        logger.info("telegram callback query not answered", extra={"reason": reason[:MAX_ERROR_TEXT_CHARS]})
+        return False
+    return True
 
 
 # callback_data is 1-64 bytes; one row of buttons per choice keeps long labels readable.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -72,6 +72,11 @@ class Agent(AgentProfile):
     conversation_ids: list[str] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
+    # Bumped by every write: each write is conditioned on the version it read, so the agent's
+    # availability entries (copies of it) can never drift from it.
+    version: int = 0
+    # The availability-index shard its entries were last written to (store/agents.py).
+    index_shard: int = 0
 
     def spare(self, channel: str) -> int:
         return max(0, self.capacity.get(channel, 0) - self.load.get(channel, 0))
@@ -91,13 +96,78 @@ class Agent(AgentProfile):
     def has_skills(self, required: dict[str, int]) -> bool:
         return all(self.skills.get(skill, 0) >= level for skill, level in required.items())
 
+    # --- Transitions (pure; the store writes `after` conditioned on `before.version`) -----------
 
+    def taking(self, offer_id: str, channel: str, now: datetime) -> Agent:
+        """The agent is offered a conversation on `channel`: one slot there is reserved."""
+        if not self.can_take(channel):
+            raise ValueError(f"agent '{self.id}' cannot take a conversation on {channel}")
+        load = {**self.load, channel: self.load.get(channel, 0) + 1}
+        return self.model_copy(
+            update={
+                "load": load,
+                "total_load": self.total_load + 1,
+                "active_channel": channel,
+                "last_offer_at": now,
+                "offer_ids": sorted({*self.offer_ids, offer_id}),
+            }
+        )
+
+    def accepting(self, offer_id: str, conversation_id: str) -> Agent:
+        """The offer becomes a held conversation; the slot stays reserved."""
+        return self.model_copy(
+            update={
+                "offer_ids": [held for held in self.offer_ids if held != offer_id],
+                "conversation_ids": sorted({*self.conversation_ids, conversation_id}),
+            }
+        )
+
+    def releasing(self, channel: str, *, offer_id: str | None = None, conversation_id: str | None = None) -> Agent:
+        """An offer or a held conversation on `channel` ends: its slot is freed."""
+        load = {**self.load, channel: max(0, self.load.get(channel, 0) - 1)}
+        return self.model_copy(
+            update={
+                "load": load,
+                "total_load": max(0, self.total_load - 1),
+                "offer_ids": [held for held in self.offer_ids if held != offer_id],
+                "conversation_ids": [held for held in self.conversation_ids if held != conversation_id],
+            }
+        )
+
+    def holds_slot(self, channel: str, *, offer_id: str | None = None, conversation_id: str | None = None) -> bool:
+        if self.load.get(channel, 0) < 1:
+            return False
+        if offer_id is not None:
+            return offer_id in self.offer_ids
+        return conversation_id is None or conversation_id in self.conversation_ids
+
+
+def _moment(value: datetime) -> str:
+    """A fixed-width UTC time that sorts as a string (isoformat() drops zero microseconds)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def availability_ranks(agent: Agent | None) -> dict[str, str]:
+    """Where the agent stands in the availability index, per channel it can take work on now:
+    most spare capacity first, then idle longest, then by id (domain/routing.choose_agent's order).
+    A channel it cannot take work on has no entry at all, so the index holds only candidates."""
+    if agent is None:
+        return {}
+    return {
+        channel: f"{MAX_SLOTS - agent.spare(channel):03d}#{_moment(agent.idle_since)}#{agent.id}"
+        for channel in sorted(agent.capacity)
+        if agent.can_take(channel)
+    }
+
+
+MAX_SLOTS = 100  # AgentProfile's limit on capacity per channel
 ALL_CHANNELS = "all"
 
 
 def roster_counts(agent: Agent | None) -> dict[tuple[str, str], int]:
     """What one agent adds to the live roster counts: its status on each channel it has capacity
-    for, and overall (`all`)."""
+    for, and overall (`all`). Status only, never load: offers and releases leave these counts
+    alone, so the hot path of routing never writes a shared item (issue 13)."""
     if agent is None:
         return {}
     channels = [channel for channel, slots in sorted(agent.capacity.items()) if slots > 0] + [ALL_CHANNELS]

@@ -134,6 +134,7 @@ class Conversation(BaseModel):
     # Routing state: the waiting task (queue + sort key), the pending offer, the agent holding it.
     task_queue: str | None = None
     task_sort_key: str | None = None
+    task_shard: int = 0
     offer_id: str | None = None
     assigned_agent_id: str | None = None
     assigned_channel: str | None = None

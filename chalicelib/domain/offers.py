@@ -37,6 +37,10 @@ class Offer(BaseModel):
     channel: str
     queue: str
     task_sort_key: str
+    task_shard: int = 0
+    # The task while it is offered: it leaves its queue partition for the offer's time (so the
+    # head of a queue holds only waiting tasks) and goes back in its old place when released.
+    task: Task | None = None
     status: OfferStatus = OfferStatus.PENDING
     created_at: datetime
     expires_at: datetime
@@ -53,6 +57,8 @@ class Offer(BaseModel):
             channel=task.channel,
             queue=task.queue,
             task_sort_key=task.sort_key,
+            task_shard=task.shard,
+            task=task,
             created_at=created_at,
             expires_at=expires_at,
         )

@@ -111,6 +111,7 @@ class Task(BaseModel):
     skills: dict[str, int] = Field(default_factory=dict)
     enqueued_at: datetime
     enqueue_id: str  # sortable id minted at enqueue; keeps the task's place in line
+    shard: int = 0  # which of the queue's partitions holds it (store/routing.task_shard)
     status: TaskStatus = TaskStatus.WAITING
     offer_id: str | None = None
     excluded_agents: list[str] = Field(default_factory=list)

@@ -36,6 +36,7 @@ class MatchTask(BaseModel):
     type: Literal["match_task"] = "match_task"
     queue: str
     sort_key: str
+    shard: int = Field(default=0, ge=0, le=999)
 
 
 class HandOff(BaseModel):
@@ -72,6 +73,7 @@ class TaskRecheck(BaseModel):
     type: Literal["task_recheck"] = "task_recheck"
     queue: str
     sort_key: str
+    shard: int = Field(default=0, ge=0, le=999)
 
 
 class AgentGrace(BaseModel):

@@ -12,29 +12,41 @@ leaves the comment, which is their next message after the rating (within `commen
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from chalicelib.domain.analytics import CycleState
+from chalicelib.domain.default_texts import DEFAULT_SURVEY_TEXTS
 
 RATINGS = (5, 4, 3, 2, 1)
+TEXT_NAMES = ("question", "question_sms", "question_email", "subject", "thanks", "thanks_comment")
+# The built-in English texts and labels: what the config shows until the business words its own.
 # What each choice says (buttons, lists, quick replies); the digit alone also answers.
-DEFAULT_LABELS = {5: "5 Excellent", 4: "4 Good", 3: "3 OK", 2: "2 Poor", 1: "1 Very poor"}
-DEFAULT_TEXTS = {
-    "question": "How did we do? Rate us from 1 (very poor) to 5 (excellent).",
-    "question_sms": "How did we do? Reply with a number from 1 (very poor) to 5 (excellent).",
-    "question_email": "How did we do? Rate us in one click: {link}",
-    "thanks": "Thank you! If you like, tell us in one message what we could do better.",
-    "thanks_comment": "Thank you for your feedback.",
-    "subject": "How did we do?",
-}
+DEFAULT_LABELS = {rating: DEFAULT_SURVEY_TEXTS["en"][str(rating)] for rating in RATINGS}
+DEFAULT_TEXTS = {name: DEFAULT_SURVEY_TEXTS["en"][name] for name in TEXT_NAMES}
 CHOICE_ID_PREFIX = "csat:"
+FALLBACK_LANGUAGE = "en"  # the last resort: every text and label exists in English
+
+
+def language_code(value: str | None) -> str:
+    """`pt_BR` / ` PT-br ` -> `pt-br`: how languages are compared ('' for none)."""
+    return (value or "").strip().lower().replace("_", "-")
 
 
 class SurveyConfig(BaseModel):
-    """`surveys` in the routing config."""
+    """`surveys` in the routing config.
+
+    Texts and labels follow the customer's `language` attribute, like the assistant's texts:
+    `languages[<code>]` (`es-mx`, then `es`) as configured, else the hub's own words in that
+    language (domain/default_texts.py: en, es, fr, de, pt), else the same steps for
+    `default_language`, else English. `texts` and `labels` are the business's words in
+    `default_language`; one left equal to the built-in English is no choice of the business, so it
+    hides no translation. A text set to "" in `texts` is not sent in any language (a switch, not
+    wording), unless a language of `languages` sets it.
+    """
 
     enabled: bool = True
     delay_seconds: int = Field(default=60, ge=0, le=900)
@@ -50,24 +62,66 @@ class SurveyConfig(BaseModel):
     texts: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEXTS))
     labels: dict[int, str] = Field(default_factory=lambda: dict(DEFAULT_LABELS))
     # The same texts and labels in other languages ({"tr": {"question": "...", "5": "5 Harika"}}),
-    # chosen by the customer's `language` attribute (`tr` for `tr-TR`); else `texts` and `labels`.
+    # chosen by the customer's `language` attribute (`tr` for `tr-TR`).
     languages: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The language of `texts` and `labels`, and of customers whose language is unknown or has no words.
+    default_language: str = Field(default=FALLBACK_LANGUAGE, min_length=2, max_length=35)
+
+    @field_validator("languages")
+    @classmethod
+    def _codes(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        # Keys as the lookup spells a customer's language, so "pt-BR" or "ES" is found at all.
+        return {language_code(code): texts for code, texts in value.items() if language_code(code)}
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_code(cls, value: str) -> str:
+        return language_code(value) or FALLBACK_LANGUAGE
 
     def text(self, name: str, language: str | None = None) -> str:
-        """A text in the customer's language, else the configured one, else the default ("" = not sent)."""
-        texts = self._language(language)
-        if name in texts:
-            return texts[name]
-        return self.texts.get(name, DEFAULT_TEXTS.get(name, ""))
+        """A text in the customer's language (see the class docstring); "" = not sent."""
+        chosen = self.texts.get(name)
+        override = None if chosen is None or chosen == DEFAULT_TEXTS.get(name) else chosen
+        return self._lookup(name, override, language, switchable=True) or ""
 
     def label(self, rating: int, language: str | None = None) -> str:
-        return self._language(language).get(str(rating)) or self.labels.get(rating) or str(rating)
+        chosen = self.labels.get(rating)
+        override = None if not chosen or chosen == DEFAULT_LABELS.get(rating) else chosen
+        return self._lookup(str(rating), override, language, switchable=False) or str(rating)
 
-    def _language(self, language: str | None) -> dict[str, str]:
-        if not language:
-            return {}
-        chosen = language.strip().lower()
-        return self.languages.get(chosen) or self.languages.get(chosen.split("-")[0]) or {}
+    def _lookup(self, key: str, override: str | None, language: str | None, *, switchable: bool) -> str | None:
+        defaults = _with_base(self.default_language)
+        for code in _with_base(language, self.default_language, FALLBACK_LANGUAGE):
+            configured = self.languages.get(code, {})
+            if key in configured:
+                return configured[key]
+            if override is not None and (code in defaults or (switchable and override == "")):
+                return override
+            built_in = DEFAULT_SURVEY_TEXTS.get(code, {})
+            if key in built_in:
+                return built_in[key]
+        return None
+
+    def all_labels(self) -> list[tuple[int, str]]:
+        """Every label a customer may have been shown, in any language: a tap on one answers."""
+        found = [(rating, label) for rating, label in self.labels.items() if label]
+        for texts in (*self.languages.values(), *DEFAULT_SURVEY_TEXTS.values()):
+            found += [(int(key), label) for key, label in texts.items() if key in _RATING_KEYS and label]
+        return found
+
+
+_RATING_KEYS = tuple(str(rating) for rating in RATINGS)
+
+
+def _with_base(*languages: str | None) -> list[str]:
+    """Each language followed by its base (`es-mx`, `es`), once each, in order."""
+    codes: list[str] = []
+    for language in languages:
+        code = language_code(language)
+        for candidate in (code, code.split("-")[0]):
+            if candidate and candidate not in codes:
+                codes.append(candidate)
+    return codes
 
 
 class Survey(BaseModel):
@@ -84,6 +138,8 @@ class Survey(BaseModel):
     rated_at: datetime | None = None
     comment: str | None = None
     answered_by: list[str] = Field(default_factory=list)  # inbound message ids already applied
+    # The customer's language when asked: the thanks (and the email page) speak the question's language.
+    language: str | None = None
     status: Literal["asked", "rated", "done"] = "asked"
     version: int = 0
 
@@ -117,7 +173,9 @@ def refusal(
     return None
 
 
-def new_survey(cycle: CycleState, channel: str, now: datetime, config: SurveyConfig) -> Survey:
+def new_survey(
+    cycle: CycleState, channel: str, now: datetime, config: SurveyConfig, language: str | None = None
+) -> Survey:
     return Survey(
         id=survey_id(cycle.cycle_id),
         cycle_id=cycle.cycle_id,
@@ -126,10 +184,11 @@ def new_survey(cycle: CycleState, channel: str, now: datetime, config: SurveyCon
         agent_ids=cycle.credited_agents,
         sent_at=now,
         expires_at=now + timedelta(hours=config.answer_hours),
+        language=language,
     )
 
 
-def language_of(attributes: dict[str, object]) -> str | None:
+def language_of(attributes: dict[str, Any]) -> str | None:
     """The customer's language as their attributes say (`language` or `lang`), if any."""
     chosen = attributes.get("language") or attributes.get("lang")
     return chosen.strip().lower()[:8] if isinstance(chosen, str) and chosen.strip() else None
@@ -140,30 +199,53 @@ def choices(config: SurveyConfig, language: str | None = None) -> tuple[tuple[st
     return tuple((f"{CHOICE_ID_PREFIX}{rating}", config.label(rating, language)) for rating in RATINGS)
 
 
-_DIGIT = re.compile(r"^\s*([1-5])\s*[.!]?\s*$")
-_STARS = re.compile(r"^\s*(★{1,5}|⭐{1,5})\s*$")
+_DIGIT = re.compile(r"^([1-5])\s*[.!]?$")
+# "5 stars", "4/5", "5 estrellas", "5 étoiles", "5 Sterne", "5 estrelas" (and the singulars).
+_DIGIT_OUT_OF_FIVE = re.compile(
+    r"^([1-5])\s*(?:/\s*5|(?:stars?|estrellas?|[ée]toiles?|sterne?|estrelas?)\b)\s*[.!]?$", re.IGNORECASE
+)
+_CHOICE_ID = re.compile(rf"^{re.escape(CHOICE_ID_PREFIX)}([1-5])$", re.IGNORECASE)
+_STARS = re.compile(r"^(★{1,5}|⭐{1,5})$")
+# Numbers as words in the languages with built-in texts, the whole message only. Left out: "um"
+# (Portuguese 1, but also an English hesitation) and anything above five or below one.
+_NUMBER_WORDS = {
+    **{"one": 1, "two": 2, "three": 3, "four": 4, "five": 5},
+    **{"uno": 1, "una": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5},
+    **{"un": 1, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 5},
+    **{"eins": 1, "zwei": 2, "drei": 3, "vier": 4, "fünf": 5, "fuenf": 5},
+    **{"uma": 1, "dois": 2, "duas": 2, "três": 3, "quatro": 4},
+}
 
 
 def rating_in(text: str, config: SurveyConfig) -> int | None:
-    """The rating a message gives: a digit alone, a choice's label or id, or stars; else None."""
-    candidate = (text or "").strip()
+    """The rating a message gives, or None. The whole message must be one of:
+
+    - a digit 1 to 5, maybe with a final "." or "!" ("5", " 4 ", "3."), full-width digits too;
+    - a digit out of five: "4/5", "5 stars", "5 estrellas", "5 étoiles", "5 Sterne", "5 estrelas";
+    - a number word in English, Spanish, French, German or Portuguese ("five", "cinco", "fünf");
+    - a choice's id (`csat:4`: what buttons, lists, quick replies and postbacks carry) or the label
+      of a choice in any language the hub speaks ("4 Good", "4 bien": what a tap sends as text);
+    - one to five stars (★ or ⭐).
+
+    Not a rating: 0, 6 and anything else out of range ("10/10", "6 stars"), decimals ("4.5"), a
+    rating inside a sentence ("5 days late!", "1 more thing"), a bare adjective ("good", "ok": too
+    common in ordinary messages), and anything longer than 40 characters."""
+    # NFKC: a full-width digit (U+FF15, from Japanese and Chinese keyboards) is the digit; the emoji
+    # variation selector (U+FE0F) phones add after a star is dropped.
+    candidate = " ".join(unicodedata.normalize("NFKC", text or "").replace("\ufe0f", "").split())
     if not candidate or len(candidate) > 40:
         return None
-    match = _DIGIT.match(candidate)
-    if match:
-        return int(match.group(1))
-    if candidate.lower().startswith(CHOICE_ID_PREFIX) and candidate[len(CHOICE_ID_PREFIX) :].strip() in "12345":
-        value = candidate[len(CHOICE_ID_PREFIX) :].strip()
-        return int(value) if len(value) == 1 else None
-    labels = [*config.labels.items()] + [
-        (int(key), label)
-        for texts in config.languages.values()
-        for key, label in texts.items()
-        if key in ("1", "2", "3", "4", "5")
-    ]
-    for rating, label in labels:
-        if label and candidate.casefold() == label.casefold():
-            return int(rating)
+    for pattern in (_DIGIT, _DIGIT_OUT_OF_FIVE, _CHOICE_ID):
+        match = pattern.match(candidate)
+        if match:
+            return int(match.group(1))
+    folded = candidate.casefold()
+    word = _NUMBER_WORDS.get(folded.rstrip(".!"))
+    if word is not None:
+        return word
+    for rating, label in config.all_labels():
+        if folded == " ".join(label.split()).casefold():
+            return rating
     stars = _STARS.match(candidate)
     return len(stars.group(1)) if stars else None
 

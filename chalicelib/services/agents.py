@@ -35,8 +35,12 @@ def get_agent(agent_id: str) -> Agent:
     return agent
 
 
-def list_agents() -> list[Agent]:
-    return agent_store.list_agents()
+def list_agents(limit: int, cursor: str | None = None) -> tuple[list[Agent], str | None]:
+    """A page of agents in id order, and the cursor of the next page (None after the last)."""
+    try:
+        return agent_store.list_agents(limit, cursor)
+    except agent_store.BadCursor:
+        raise InvalidRequest("'cursor' is not one this API returned") from None
 
 
 def delete_agent(agent_id: str) -> None:

@@ -23,7 +23,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -95,9 +95,11 @@ class _BusinessClock:
         return open_seconds(schedule, start, end)
 
 
-def count(events: Iterable[CrmEvent]) -> None:
+def count(events: Iterable[CrmEvent], heads: Mapping[str, CycleState | None] | None = None) -> None:
     """Count events for analytics, exactly once each (a retried event is recognised and skipped).
-    Raises on a storage failure, so the caller's retry counts what is missing."""
+    `heads`: cycle heads the caller read already (conversation id → head, None for none), which
+    saves the GetItem; a stale one only costs a retry. Raises on a storage failure, so the
+    caller's retry counts what is missing."""
     by_conversation: dict[str, list[CrmEvent]] = defaultdict(list)
     for event in events:
         if event.type not in FOLDED_EVENTS:
@@ -109,15 +111,19 @@ def count(events: Iterable[CrmEvent]) -> None:
     for conversation_id, batch in by_conversation.items():
         current = [event for event in batch if event.type not in SURVEY_EVENTS]
         if current:
-            _fold_current(conversation_id, current, clock)
+            known = heads is not None and conversation_id in heads
+            _fold_current(conversation_id, current, clock, heads[conversation_id] if known else NOT_READ)
         for event in batch:
             if event.type in SURVEY_EVENTS:
                 _fold_survey(conversation_id, event)
 
 
-def _fold_current(conversation_id: str, events: list[CrmEvent], clock: _BusinessClock) -> None:
-    for _ in range(FOLD_ATTEMPTS):
-        head = store.get_head(conversation_id)
+NOT_READ: Any = object()
+
+
+def _fold_current(conversation_id: str, events: list[CrmEvent], clock: _BusinessClock, known: Any = NOT_READ) -> None:
+    for attempt in range(FOLD_ATTEMPTS):
+        head = known if attempt == 0 and known is not NOT_READ else store.get_head(conversation_id)
         version = head.version if head else 0
         state, increments, changed = head, [], False
         closed: list[tuple[CycleState, list[Increment]]] = []

@@ -33,6 +33,12 @@ OUT_OF_HOURS = "out-of-hours"
 ACKNOWLEDGEMENT = "acknowledgement"
 
 
+def may_reply(queue_name: str) -> bool:
+    """Whether `after_inbound` could send anything for this queue (nothing read): only a queue
+    with business hours gets automatic replies."""
+    return bool(routing_config().schedules.get(queue_name))
+
+
 def schedule_for(queue_name: str) -> Schedule | None:
     schedule_id = routing_config().schedules.get(queue_name)
     return business_hours.load_schedule(schedule_id) if schedule_id else None

@@ -87,6 +87,18 @@ def consent_settings() -> ConsentSettings:
 # --- Keywords --------------------------------------------------------------------------------------
 
 
+def may_be_keyword(customer: Customer, message: Message) -> bool:
+    """Whether `handle_keyword` could act on this message (nothing read): most messages are not
+    keywords, and routing then skips flushing its events early."""
+    if message.direction is not Direction.INBOUND:
+        return False
+    if message.channel is Channel.EMAIL:
+        return unsubscribe.subject_token(message.subject) is not None
+    if message.channel not in KEYWORD_CHANNELS:
+        return False
+    return match_keyword(message.body, opted_out=message.channel.value in customer.opted_out) is not None
+
+
 def handle_keyword(
     customer: Customer, conversation: Conversation, message: Message, *, now: datetime | None = None
 ) -> bool:

@@ -15,11 +15,13 @@ endpoints, with the same signing, retries and dead-letter queue.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from chalicelib import aws
 from chalicelib.config import settings
+from chalicelib.domain.analytics import CycleState
 from chalicelib.domain.events import CrmEvent, new_event
 from chalicelib.domain.integrations import is_integration_id
 from chalicelib.observability import logger
@@ -73,11 +75,14 @@ def emit_to_integration(
     return event
 
 
-def emit_many(events: list[tuple[str, dict[str, Any], str]]) -> list[CrmEvent]:
+def emit_many(
+    events: list[tuple[str, dict[str, Any], str]], heads: Mapping[str, CycleState | None] | None = None
+) -> list[CrmEvent]:
     """Queue several events with SendMessageBatch (10 per request, within its size limit).
 
     All events are validated before anything is sent. Raises EventQueueUnavailable if any entry
-    is not queued; re-emitting them all is safe (same ids)."""
+    is not queued; re-emitting them all is safe (same ids). `heads`: analytics cycle heads the
+    caller read already (services/analytics.count)."""
     made = [new_event(event_type, data, key) for event_type, data, key in events]
     if not made:
         return []
@@ -92,7 +97,7 @@ def emit_many(events: list[tuple[str, dict[str, Any], str]]) -> list[CrmEvent]:
             reasons = sorted({f"{entry.get('Code')}: {entry.get('Message', '')}".strip() for entry in failed})
             raise EventQueueUnavailable(f"{len(failed)} of {len(chunk)} CRM events not queued ({'; '.join(reasons)})")
     logger.debug("crm events queued", extra={"count": len(made)})
-    analytics.count(made)
+    analytics.count(made, heads)
     return made
 
 

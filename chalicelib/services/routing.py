@@ -8,30 +8,34 @@ concurrent workers can only lose a race, never break an invariant. A loser re-re
 
 AWS requests for one assignment of a new inbound conversation (the routing worker, after ingest),
 one operation name per request, as measured by bench/routing.py:
-  reads      GetItem conversation, GetItem customer, GetItem message
-  CRM        SendMessageBatch customer.created / message.created
-  analytics  GetItem cycle, TransactWriteItems cycle + counts + gauges (services/analytics.py)
-  enqueue    TransactWriteItems conversation + task
-  CRM        SendMessageBatch conversation.queued
-  analytics  GetItem cycle, TransactWriteItems cycle + counts + gauges
-  timer      SendMessage the task's next re-check (sticky end or skill relaxation)
-  match      Query agents (one partition), Query the head of each queue (one per queue; here one)
-  offer      SendMessage the offer's timeout, then TransactWriteItems task + agent + offer + conversation
-  CRM        GetItem conversation, GetItem customer (the offer.created payload), SendMessageBatch offer.created
-  analytics  GetItem cycle, TransactWriteItems cycle + counts + gauges
-  = 20 requests with one queue, none of them a Scan.
-Left to do (issue 13): one CRM batch and one analytics fold instead of three, and the offer
-payload from what is already in hand.
+  reads      BatchGetItem conversation + customer + message + analytics cycle head
+  match      Query the availability index (the task's home shard: best candidates first)
+  order      Query the tasks ahead of it in its queue partition (none may be skipped)
+  offer      SendMessage the offer's timeout
+  queue+offer TransactWriteItems conversation + offer holding the task + agent + its entries + roster
+  CRM        SendMessageBatch customer.created, message.created, conversation.queued, offer.created
+  analytics  TransactWriteItems cycle + counts + gauges (services/analytics.py; head read above)
+  = 7 to 8 requests, none of them a Scan, whatever the number of agents or waiting tasks.
+The eighth is one more index Query when the home shard has nobody eligible (the shard where this
+worker last found someone is read next). Items read: the index head (20 entries a page; a further
+page only past candidates without the skills, 3 at most) and the
+tasks ahead (at most 20), so the cost stays flat from 10 agents to 20,000 (bench/routing.py
+--agents N --available K). An agent freeing capacity (match_agent) reads the head of every
+queue partition: queues x ROUTING_SHARDS Queries of 10 waiting tasks, never a whole queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib import metrics, queue
 from chalicelib.api.models import agent_view, conversation_view, customer_view, message_view, offer_view
-from chalicelib.domain.agents import Agent, AgentStatus
+from chalicelib.config import settings
+from chalicelib.domain.agents import ALL_CHANNELS, Agent, AgentStatus
+from chalicelib.domain.analytics import CycleState
 from chalicelib.domain.customers import ControllerKind, Conversation, ConversationStatus, Customer
 from chalicelib.domain.ids import new_id, new_ulid
 from chalicelib.domain.messages import Channel, utcnow
@@ -44,6 +48,7 @@ from chalicelib.domain.routing import (
     choose_tasks,
     classify,
     next_recheck,
+    preferred_agent_now,
 )
 from chalicelib.domain.routing_task import (
     AgentGrace,
@@ -57,28 +62,55 @@ from chalicelib.domain.routing_task import (
 )
 from chalicelib.observability import logger
 from chalicelib.services import auto_replies, bots, consent, control, handoff, sla, surveys, timers
+from chalicelib.services import events as crm_events
 from chalicelib.services.errors import Conflict, NotFound
 from chalicelib.services.routing_config import routing_config
 from chalicelib.store import agents as agent_store
+from chalicelib.store import analytics as analytics_store
 from chalicelib.store import customers as customer_store
 from chalicelib.store import routing as routing_store
 from chalicelib.store import thread
+from chalicelib.store.analytics import Reads
 from chalicelib.store.routing import Lost
 
 MATCH_ATTEMPTS = 3
+T = TypeVar("T")
+AGENT_ATTEMPTS = 5  # re-reads of an agent another worker keeps changing
 
 
 # --- CRM events ---------------------------------------------------------------------------------
 
 
-def _emit(events: list[tuple[str, dict[str, Any], str]]) -> None:
-    from chalicelib.services import events as crm_events
+@dataclass
+class Outbox:
+    """The CRM events one routing step raises, queued together at its end: one SendMessageBatch
+    and one analytics fold for the whole step. Offers to auto-accepting agents are accepted after
+    their offer.created is out, so a CRM always sees offer.created first."""
 
-    crm_events.emit_many(events)
+    events: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    heads: dict[str, CycleState | None] = field(default_factory=dict)
+    auto_accept: list[str] = field(default_factory=list)
+
+    def add(self, event_type: str, data: dict[str, Any], key: str) -> None:
+        self.events.append((event_type, data, key))
+
+    def flush(self) -> None:
+        events, self.events = self.events, []
+        if events:
+            # The heads were read before the first batch was counted: stale after it.
+            heads, self.heads = self.heads, {}
+            _emit(events, heads)
+        accepting, self.auto_accept = self.auto_accept, []
+        for offer_id in accepting:
+            accept_offer(offer_id)
 
 
-def _context(conversation: Conversation) -> dict[str, Any]:
-    customer = customer_store.get_customer(conversation.customer_id)
+def _emit(events: list[tuple[str, dict[str, Any], str]], heads: dict[str, CycleState | None] | None = None) -> None:
+    crm_events.emit_many(events, heads)
+
+
+def _context(conversation: Conversation, customer: Customer | None = None) -> dict[str, Any]:
+    customer = customer or customer_store.get_customer(conversation.customer_id)
     return {
         "conversation": conversation_view(conversation),
         "customer": customer_view(customer) if customer else None,
@@ -95,54 +127,154 @@ def _conversation(conversation_id: str) -> Conversation:
 # --- Inbound messages ----------------------------------------------------------------------------
 
 
-def handle_inbound(task: RoutingTask) -> None:
-    """A stored inbound message: tell the CRM, and queue the conversation unless an agent holds it."""
-    conversation = _conversation(task.conversation_id)
-    customer = customer_store.get_customer(task.customer_id)
-    message = thread.get_message(task.conversation_id, task.message_id)
+def handle_inbound(task: RoutingTask, *, redelivered: bool = False) -> None:
+    """A stored inbound message: tell the CRM, and queue the conversation unless an agent holds it.
+
+    Its CRM events (message.created, and conversation.queued and offer.created when it is queued
+    and offered) go out together at the end. A crash before then leaves the routing message on the
+    queue; its redelivery finds the conversation in line and raises the same events again (same
+    ids, so a CRM sees each once). `redelivered`: SQS delivered this message before."""
+    inputs = thread.inbound_inputs(task.conversation_id, task.customer_id, task.message_id)
+    conversation, customer, message = inputs.conversation, inputs.customer, inputs.message
+    if conversation is None:
+        raise NotFound(f"no conversation '{task.conversation_id}'")
     if customer is None or message is None:
         raise NotFound(f"inbound message {task.message_id} is not stored yet")
+    outbox = Outbox(heads={conversation.id: inputs.analytics_head})
     queue_name = (
         conversation.task_queue or classify(task.channel.value, customer.attributes, task.text, routing_config()).queue
     )
     context = {"customer": customer_view(customer), "conversation": conversation_view(conversation)}
-    events: list[tuple[str, dict[str, Any], str]] = []
     if task.new_customer:
-        events.append(("customer.created", context, customer.id))
+        outbox.add("customer.created", context, customer.id)
     answer = surveys.answer_to(conversation, message)
     # The queue the message is classified into: a new cycle is counted in it (analytics); a
     # survey's rating or comment opens no cycle.
     created = {**context, "message": message_view(message), "queue": queue_name}
     if answer is not None:
         created["survey_answer"] = True
-    events.append(("message.created", created, message.id))
-    _emit(events)
+    outbox.add("message.created", created, message.id)
     if answer is not None:
+        outbox.flush()
         surveys.record(conversation, customer, message, answer)
         return  # a survey's answer: recorded and thanked for, never routed
-    if consent.handle_keyword(customer, conversation, message):
-        return  # STOP/START/HELP (or an email unsubscribe): answered and recorded, never routed
+    if consent.may_be_keyword(customer, message):
+        outbox.flush()
+        if consent.handle_keyword(customer, conversation, message):
+            return  # STOP/START/HELP (or an email unsubscribe): answered and recorded, never routed
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED):
         # A new cycle: its queue's first controller takes it (humans, the assistant or a bot).
         conversation = control.begin_cycle(conversation, queue_name, task.channel.value, utcnow())
     if conversation.control is not None and conversation.control.controller.is_bot:
+        outbox.flush()
         bots.deliver(conversation.control.controller, customer, conversation, message)
         return  # while a bot is in control no routing task exists
     if conversation.control is not None and conversation.control.controller.kind is ControllerKind.NOBODY:
+        outbox.flush()
         return
+    if auto_replies.may_reply(queue_name):
+        outbox.flush()  # the customer's message before any automatic answer to it, for the CRM and analytics
     auto_replies.after_inbound(customer, conversation, message, queue_name, utcnow())
     if conversation.status in (ConversationStatus.OPEN, ConversationStatus.RESOLVED) or (
         conversation.status is ConversationStatus.WAITING and not conversation.task_sort_key
     ):
-        queued = queue_conversation(customer, conversation, task.channel.value, task.text, "inbound")
-        if queued is not None:
-            match_task(queued)
-    elif conversation.status is ConversationStatus.WAITING and conversation.task_queue and not conversation.offer_id:
-        # Already in line (a redelivery after a crash, or a follow-up message): make sure it is matched.
-        sla.customer_wrote(conversation, message.created_at)
-        match_task_by_key(conversation.task_queue, str(conversation.task_sort_key))
+        _queue_and_match(customer, conversation, task.channel.value, task.text, "inbound", outbox)
+    elif conversation.status is ConversationStatus.WAITING and conversation.task_queue:
+        if redelivered:
+            _replay_routing_events(conversation, customer, outbox)  # a redelivery: raise them again
+        else:
+            sla.customer_wrote(conversation, message.created_at)
+        if not conversation.offer_id:
+            outbox.flush()
+            # Already in line (a redelivery after a crash, or a follow-up message): make sure it is matched.
+            match_task_by_key(conversation.task_queue, str(conversation.task_sort_key), conversation.task_shard)
     else:
-        sla.customer_wrote(conversation, message.created_at)  # held by an agent, or offered
+        sla.customer_wrote(conversation, message.created_at)  # held by an agent
+    outbox.flush()
+
+
+def _replay_routing_events(conversation: Conversation, customer: Customer, outbox: Outbox) -> None:
+    """The conversation.queued and offer.created a crashed first delivery may not have raised."""
+    offer = routing_store.get_offer(conversation.offer_id) if conversation.offer_id else None
+    task = offer.task if offer is not None else None  # an offered task is kept in its offer
+    if task is None:
+        task = routing_store.get_task(
+            str(conversation.task_queue), str(conversation.task_sort_key), conversation.task_shard
+        )
+    if task is not None:
+        outbox.add("conversation.queued", {**_context(conversation, customer), "task": _task_view(task)}, task.sort_key)
+    agent = agent_store.get_agent(offer.agent_id) if offer is not None and offer.pending else None
+    if offer is not None and agent is not None:
+        outbox.add("offer.created", _offer_data(conversation, customer, offer, agent), offer.id)
+
+
+def _queue_and_match(
+    customer: Customer,
+    conversation: Conversation,
+    channel: str,
+    text: str,
+    reason: str,
+    outbox: Outbox,
+    *,
+    preferred: tuple[str | None, datetime | None] | None = None,
+) -> None:
+    """Queue a conversation and offer it. When the best agent is free and nothing ahead in line
+    fits that agent, the conversation is queued and offered in one transaction; otherwise it is
+    queued, then matched (which serves what is ahead first), and re-checked later if nobody fits."""
+    now = utcnow()
+    config = routing_config()
+    task = _new_task(
+        customer, conversation.id, channel, text, reason, now, preferred=preferred or _sticky(customer, now, config)
+    )
+    agent = _best_agent(task, now, config)
+    if agent is not None and not choose_tasks(agent, routing_store.waiting_ahead_of(task, AHEAD_PAGE), now, config):
+        try:
+            _offer_at_once(customer, conversation, task, agent, now, outbox)
+            return
+        except Lost as lost:
+            if not lost.agent_moved:
+                return  # already waiting or held: the other path owns it
+    queued = queue_conversation(customer, conversation, channel, text, reason, outbox=outbox, task=task)
+    if queued is None:
+        return
+    task, waiting = queued
+    if match_task(task, outbox, conversation=waiting, customer=customer) is None:
+        _schedule_recheck(task, utcnow())
+
+
+def _offer_at_once(
+    customer: Customer, conversation: Conversation, task: Task, agent: Agent, now: datetime, outbox: Outbox
+) -> None:
+    offer_id = new_id("ofr")
+    expires_at = now + timedelta(seconds=routing_config().offer_timeout_seconds)
+    offer = Offer.of(task, agent.id, offer_id, now, expires_at)
+    timers.schedule(OfferTimeout(offer_id=offer_id), expires_at)  # first, as in _offer
+    stored = routing_store.enqueue_offered(task, offer, agent)
+    waiting = _waiting_copy(conversation, task, now).model_copy(update={"offer_id": offer_id})
+    outbox.add("conversation.queued", {**_context(waiting, customer), "task": _task_view(task)}, task.sort_key)
+    outbox.add("offer.created", _offer_data(waiting, customer, offer, stored), offer_id)
+    logger.info("offer created", extra={"offer_id": offer_id, "agent_id": agent.id, "queue": task.queue})
+    metrics.assignment_latency(task.enqueued_at, now)
+    if stored.auto_accept:
+        outbox.auto_accept.append(offer_id)
+    sla.start(conversation, task.queue, task.priority, now)
+
+
+def _waiting_copy(conversation: Conversation, task: Task, now: datetime) -> Conversation:
+    """The conversation as `enqueue` leaves it (for event payloads, without reading it back)."""
+    return conversation.model_copy(
+        update={
+            "status": ConversationStatus.WAITING,
+            "waiting_since": now,
+            "task_queue": task.queue,
+            "task_sort_key": task.sort_key,
+            "task_shard": task.shard,
+            "assigned_agent_id": None,
+            "assigned_channel": None,
+            "offer_id": None,
+            "updated_at": now,
+        }
+    )
 
 
 def hand_off(message: HandOff) -> None:
@@ -157,9 +289,9 @@ def hand_off(message: HandOff) -> None:
     channel = (conversation.last_channel or Channel.SMS).value
     taken_by = message.preferred_agent
     preferred = (taken_by, utcnow() + timedelta(seconds=routing_config().sticky_wait_seconds)) if taken_by else None
-    queued = queue_conversation(customer, conversation, channel, "", "handoff", preferred=preferred)
-    if queued is not None:
-        match_task(queued)
+    outbox = Outbox()
+    _queue_and_match(customer, conversation, channel, "", "handoff", outbox, preferred=preferred)
+    outbox.flush()
 
 
 def escalate(message: Escalate) -> None:
@@ -209,6 +341,7 @@ def _new_task(
         skills=classification.skills if skills is None else skills,
         enqueued_at=now,
         enqueue_id=new_ulid(),
+        shard=routing_store.task_shard(conversation_id),
         preferred_agent=preferred[0],
         preferred_until=preferred[1],
         excluded_agents=excluded or [],
@@ -224,29 +357,24 @@ def queue_conversation(
     reason: str,
     *,
     preferred: tuple[str | None, datetime | None] | None = None,
-) -> Task | None:
-    now = utcnow()
-    task = _new_task(
-        customer,
-        conversation.id,
-        channel,
-        text,
-        reason,
-        now,
-        preferred=preferred or _sticky(customer, now, routing_config()),
-    )
+    outbox: Outbox,
+    task: Task | None = None,
+) -> tuple[Task, Conversation] | None:
+    """Put the conversation in line (one TransactWriteItems); the task and the conversation as
+    now stored, or None when it is already waiting or held (the other path owns it). Its
+    re-check timer is the caller's: none is needed when it is offered at once."""
+    now = task.enqueued_at if task is not None else utcnow()
+    if task is None:
+        preferred = preferred or _sticky(customer, now, routing_config())
+        task = _new_task(customer, conversation.id, channel, text, reason, now, preferred=preferred)
     try:
         routing_store.enqueue(task, now)
     except Lost:
-        return None  # already waiting or held: the other path owns it
-    queued = conversation.model_copy(
-        update={"status": ConversationStatus.WAITING, "waiting_since": now, "task_queue": task.queue}
-    )
-    context = {"conversation": conversation_view(queued), "customer": customer_view(customer)}
-    _emit([("conversation.queued", {**context, "task": _task_view(task)}, task.sort_key)])
-    _schedule_recheck(task, now)
+        return None
+    queued = _waiting_copy(conversation, task, now)
+    outbox.add("conversation.queued", {**_context(queued, customer), "task": _task_view(task)}, task.sort_key)
     sla.start(conversation, task.queue, task.priority, now)
-    return task
+    return task, queued
 
 
 def _task_view(task: Task) -> dict[str, Any]:
@@ -258,14 +386,43 @@ def _task_view(task: Task) -> dict[str, Any]:
 def _schedule_recheck(task: Task, now: datetime) -> None:
     moment = next_recheck(task, now, routing_config())
     if moment is not None:
-        timers.schedule(TaskRecheck(queue=task.queue, sort_key=task.sort_key), moment)
+        timers.schedule(TaskRecheck(queue=task.queue, sort_key=task.sort_key, shard=task.shard), moment)
 
 
 # --- Matching --------------------------------------------------------------------------------------
 
+INDEX_PAGE = 20  # availability entries read per Query
+INDEX_PAGES = 3  # pages read in one shard before it counts as having nobody eligible
+AHEAD_PAGE = 20  # tasks ahead of a new one checked for the chosen agent
+# Waiting tasks read per queue partition when an agent frees capacity: every partition's head is
+# read on each release, so it is kept small (README "How it is built": reads per partition).
+AGENT_HEAD_PAGE = 10
 
-def _offer(task: Task, agent: Agent, now: datetime) -> Offer | None:
-    """Try to offer `task` to `agent`; None when another worker changed either first."""
+
+@dataclass
+class Offered:
+    offer: Offer
+    agent: Agent  # as stored after the offer
+
+
+def _offer_data(conversation: Conversation, customer: Customer | None, offer: Offer, agent: Agent) -> dict[str, Any]:
+    data = {**_context(conversation, customer), "offer": offer_view(offer), "agent": agent_view(agent)}
+    if _handed_over(conversation):
+        data["handoff"] = handoff.packet(conversation.id)  # what the bot gathered, and the whole cycle
+    return data
+
+
+def _offer(
+    task: Task,
+    agent: Agent,
+    now: datetime,
+    outbox: Outbox,
+    *,
+    conversation: Conversation | None = None,
+    customer: Customer | None = None,
+) -> Offered | None:
+    """Try to offer `task` to `agent` (as read); None when another worker changed either first.
+    `conversation` and `customer`, when in hand, make the offer.created payload without a read."""
     offer_id = new_id("ofr")
     expires_at = now + timedelta(seconds=routing_config().offer_timeout_seconds)
     offer = Offer.of(task, agent.id, offer_id, now, expires_at)
@@ -273,19 +430,19 @@ def _offer(task: Task, agent: Agent, now: datetime) -> Offer | None:
     # offer and does nothing; the reverse order could leave an offer that never expires.
     timers.schedule(OfferTimeout(offer_id=offer_id), expires_at)
     try:
-        routing_store.create_offer(task, offer)
+        stored = routing_store.create_offer(task, offer, agent)
     except Lost:
         return None
-    conversation = _conversation(task.conversation_id)
-    data = {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent)}
-    if _handed_over(conversation):
-        data["handoff"] = handoff.packet(conversation.id)  # what the bot gathered, and the whole cycle
-    _emit([("offer.created", data, offer_id)])
+    if conversation is None:
+        conversation = _conversation(task.conversation_id)
+    else:
+        conversation = conversation.model_copy(update={"offer_id": offer_id, "updated_at": now})
+    outbox.add("offer.created", _offer_data(conversation, customer, offer, stored), offer_id)
     logger.info("offer created", extra={"offer_id": offer_id, "agent_id": agent.id, "queue": task.queue})
     metrics.assignment_latency(task.enqueued_at, now)
-    if agent.auto_accept:
-        accept_offer(offer_id)
-    return offer
+    if stored.auto_accept:
+        outbox.auto_accept.append(offer_id)
+    return Offered(offer, stored)
 
 
 def _handed_over(conversation: Conversation) -> bool:
@@ -295,63 +452,140 @@ def _handed_over(conversation: Conversation) -> bool:
     return control is not None and control.controller.kind is ControllerKind.HUMANS and bool(control.metadata)
 
 
-def _best_waiting_for(agent: Agent, now: datetime, config: RoutingConfig) -> Task | None:
-    waiting = [task for name in config.all_queues() for task in routing_store.waiting_tasks(name, 50)]
-    chosen = choose_tasks(agent, waiting, now, config)
-    return chosen[0] if chosen else None
+# Per channel, the index shard where this worker last found a candidate after the task's home
+# shard had none: read second, so few available agents spread over many shards cost about one
+# Query more, not one per shard. Only an order of reading; any stale value is harmless.
+_found_in: dict[str, int] = {}
 
 
-def match_task(task: Task) -> str | None:
-    """Offer a waiting task to the best eligible agent; returns the offer id.
+def _shard_order(home: int, channel: str) -> list[int]:
+    shards = settings().routing_shards
+    order = [home % shards]
+    hint = _found_in.get(channel)
+    if hint is not None and hint < shards and hint not in order:
+        order.append(hint)
+    return order + [shard for step in range(shards) if (shard := (home + step) % shards) not in order]
 
-    Strict order: if that agent could take a task that has waited longer (or matters more), that
-    task is offered first, so a newcomer never jumps the line into a freshly freed slot."""
+
+def _best_agent(task: Task, now: datetime, config: RoutingConfig) -> Agent | None:
+    """The best agent for a task by the policy (domain/routing.choose_agent), from the
+    availability index: its home shard first (the task's own), then the others, each read from
+    the head, best first, a page or a few. A sticky task reads only its preferred agent."""
+    preferred = preferred_agent_now(task, now)
+    if preferred is not None:
+        agent = agent_store.get_agent(preferred)
+        return agent if agent is not None and choose_agent(task, [agent], now, config) else None
+    for shard in _shard_order(task.shard, task.channel):
+        start = None
+        for _ in range(INDEX_PAGES):
+            page, start = agent_store.available(task.channel, shard, INDEX_PAGE, start)
+            ranked = choose_agent(task, page, now, config)
+            if ranked:
+                if shard != task.shard:
+                    _found_in[task.channel] = shard
+                return ranked[0]
+            if start is None:
+                break
+    return None
+
+
+def _waiting_for(agent: Agent, now: datetime, config: RoutingConfig) -> list[Task]:
+    """Every queue partition's head, merged in service order, that this agent may take."""
+    shards = settings().routing_shards
+    heads = [
+        task
+        for name in config.all_queues()
+        for shard in range(shards)
+        for task in routing_store.waiting_tasks(name, shard, AGENT_HEAD_PAGE)
+    ]
+    return choose_tasks(agent, heads, now, config)
+
+
+def match_task(
+    task: Task,
+    outbox: Outbox | None = None,
+    *,
+    conversation: Conversation | None = None,
+    customer: Customer | None = None,
+) -> Offered | None:
+    """Offer a waiting task to the best eligible agent.
+
+    Strict order: if that agent could take a task ahead of this one in its queue partition, that
+    task is offered first, so a newcomer never jumps the line into a freshly freed slot. Events
+    go to `outbox` (the caller flushes it), or out at the end when there is none."""
+    own = outbox is None
+    box = outbox if outbox is not None else Outbox()
+    try:
+        return _match_task(task, box, conversation, customer)
+    finally:
+        if own:
+            box.flush()
+
+
+def _match_task(
+    task: Task, outbox: Outbox, conversation: Conversation | None, customer: Customer | None
+) -> Offered | None:
     config = routing_config()
     for _ in range(MATCH_ATTEMPTS):
         now = utcnow()
-        ranked = choose_agent(task, agent_store.list_agents(), now, config)
-        if not ranked:
+        agent = _best_agent(task, now, config)
+        if agent is None:
             return None
-        agent = ranked[0]
-        head = _best_waiting_for(agent, now, config)
-        candidate = head if head is not None and head.sort_key < task.sort_key else task
-        offer = _offer(candidate, agent, now)
-        if offer is not None and candidate is task:
-            return offer.id
-        fresh = routing_store.get_task(task.queue, task.sort_key)
+        ahead = choose_tasks(agent, routing_store.waiting_ahead_of(task, AHEAD_PAGE), now, config)
+        if ahead:
+            _offer(ahead[0], agent, now, outbox)  # the older task first; this one tries again
+        else:
+            offered = _offer(task, agent, now, outbox, conversation=conversation, customer=customer)
+            if offered is not None:
+                return offered
+        fresh = routing_store.get_task(task.queue, task.sort_key, task.shard)
         if fresh is None or fresh.status is not TaskStatus.WAITING:
             return None
         task = fresh
     # Still contended, or older tasks went first: ask again through the queue rather than spin.
-    queue.request_routing(MatchTask(queue=task.queue, sort_key=task.sort_key).model_dump_json(), task.customer_id)
+    queue.request_routing(
+        MatchTask(queue=task.queue, sort_key=task.sort_key, shard=task.shard).model_dump_json(), task.customer_id
+    )
     return None
 
 
-def match_task_by_key(queue_name: str, sort_key: str) -> str | None:
-    task = routing_store.get_task(queue_name, sort_key)
+def match_task_by_key(queue_name: str, sort_key: str, shard: int = 0) -> str | None:
+    task = routing_store.get_task(queue_name, sort_key, shard)
     if task is None or task.status is not TaskStatus.WAITING:
         return None
-    offer_id = match_task(task)
-    if offer_id is None:
+    offered = match_task(task)
+    if offered is None:
         _schedule_recheck(task, utcnow())
-    return offer_id
+        return None
+    return offered.offer.id
 
 
 def match_agent(agent_id: str) -> list[str]:
-    """Give an agent the best waiting tasks it can take, until it is full or nothing fits."""
+    """Give an agent the best waiting tasks it can take, until it is full or nothing fits: the
+    head of every queue partition, merged in service order."""
     config = routing_config()
     offers: list[str] = []
-    while True:
-        agent = agent_store.get_agent(agent_id)
-        if agent is None or agent.status is not AgentStatus.AVAILABLE:
-            return offers
-        now = utcnow()
-        waiting = [task for name in config.all_queues() for task in routing_store.waiting_tasks(name, 50)]
-        candidates = choose_tasks(agent, waiting, now, config)[:MATCH_ATTEMPTS]
-        offered = next((offer for task in candidates if (offer := _offer(task, agent, now)) is not None), None)
-        if offered is None:
-            return offers
-        offers.append(offered.id)
+    outbox = Outbox()
+    agent = agent_store.get_agent(agent_id)
+    misses = 0
+    try:
+        while agent is not None and agent.status is AgentStatus.AVAILABLE and misses < MATCH_ATTEMPTS:
+            now = utcnow()
+            candidates = _waiting_for(agent, now, config)[:MATCH_ATTEMPTS]
+            if not candidates:
+                break
+            offered = next(
+                (made for task in candidates if (made := _offer(task, agent, now, outbox)) is not None), None
+            )
+            if offered is None:
+                misses += 1
+                agent = agent_store.get_agent(agent_id)  # another worker moved it or the tasks: decide again
+                continue
+            offers.append(offered.offer.id)
+            agent = offered.agent
+    finally:
+        outbox.flush()
+    return offers
 
 
 def request_agent_match(agent_id: str) -> None:
@@ -360,7 +594,8 @@ def request_agent_match(agent_id: str) -> None:
 
 def _request_task_match(offer: Offer) -> None:
     queue.request_routing(
-        MatchTask(queue=offer.queue, sort_key=offer.task_sort_key).model_dump_json(), offer.customer_id
+        MatchTask(queue=offer.queue, sort_key=offer.task_sort_key, shard=offer.task_shard).model_dump_json(),
+        offer.customer_id,
     )
 
 
@@ -378,15 +613,32 @@ def get_offer(offer_id: str) -> dict[str, Any]:
     return offer_view(_offer_or_404(offer_id))
 
 
+def _with_agent(agent_id: str, write: Callable[[Agent], T]) -> T:
+    """Run a write that needs the agent as read, reading it again while other workers move it."""
+    for _ in range(AGENT_ATTEMPTS):
+        agent = agent_store.get_agent(agent_id)
+        if agent is None:
+            raise Lost(f"agent '{agent_id}' is gone")
+        try:
+            return write(agent)
+        except Lost as lost:
+            if not lost.agent_moved:
+                raise
+    raise Lost(f"agent '{agent_id}' kept changing", agent_moved=True)
+
+
 def accept_offer(offer_id: str) -> dict[str, Any]:
     offer = _offer_or_404(offer_id)
+    agent: Agent | None = None
     if offer.pending:
         try:
-            routing_store.accept_offer(offer, utcnow())
+            agent = _with_agent(offer.agent_id, lambda held: routing_store.accept_offer(offer, utcnow(), held))
         except Lost:
             offer = _offer_or_404(offer_id)
             if offer.pending:
-                raise Conflict(f"offer '{offer_id}' expired at {offer.expires_at.isoformat()}") from None
+                if offer.due(utcnow()):
+                    raise Conflict(f"offer '{offer_id}' expired at {offer.expires_at.isoformat()}") from None
+                raise Conflict(f"offer '{offer_id}' is being changed; try again") from None
     if offer.status not in (OfferStatus.PENDING, OfferStatus.ACCEPTED):
         raise Conflict(f"offer '{offer_id}' is {offer.status}; it can no longer be accepted")
     newly = offer.pending
@@ -394,7 +646,7 @@ def accept_offer(offer_id: str) -> dict[str, Any]:
     conversation = _conversation(offer.conversation_id)
     if newly:
         sla.assigned(conversation, offer.agent_id, offer.decided_at or utcnow())
-    agent = agent_store.get_agent(offer.agent_id)
+    agent = agent or agent_store.get_agent(offer.agent_id)
     data = {**_context(conversation), "offer": offer_view(offer), "agent": agent_view(agent) if agent else None}
     if _handed_over(conversation):
         data["handoff"] = handoff.packet(conversation.id)
@@ -408,7 +660,9 @@ def _release(offer_id: str, outcome: OfferStatus, *, exclude_agent: bool) -> Off
     if not offer.pending:
         return None
     try:
-        routing_store.release_offer(offer, outcome, utcnow(), exclude_agent)
+        _with_agent(
+            offer.agent_id, lambda held: routing_store.release_offer(offer, outcome, utcnow(), exclude_agent, held)
+        )
     except Lost:
         return None
     offer = _offer_or_404(offer_id)
@@ -508,15 +762,23 @@ def _requeue(
     if raise_priority:
         task = task.model_copy(update={"priority": min(9, task.priority + raise_priority)})
     try:
-        routing_store.release_conversation(
-            conversation.id, agent_id, str(channel), now, resolve=False, customer_id=customer.id, requeue=task
+        _with_agent(
+            agent_id,
+            lambda held: routing_store.release_conversation(
+                conversation.id, held, str(channel), now, resolve=False, customer_id=customer.id, requeue=task
+            ),
         )
     except Lost:
         raise Conflict(f"conversation '{conversation.id}' changed meanwhile; read it again") from None
     after = _conversation(conversation.id)
-    _emit([(event, {**_context(after), "task": _task_view(task), "from_agent_id": agent_id}, task.sort_key)])
-    _schedule_recheck(task, now)
-    match_task(task)
+    outbox = Outbox(
+        events=[
+            (event, {**_context(after, customer), "task": _task_view(task), "from_agent_id": agent_id}, task.sort_key)
+        ]
+    )
+    if match_task(task, outbox) is None:
+        _schedule_recheck(task, now)
+    outbox.flush()
     request_agent_match(agent_id)
     return task
 
@@ -531,13 +793,16 @@ def resolve(conversation_id: str) -> Conversation:
         return conversation
     if conversation.status is ConversationStatus.ASSIGNED and conversation.assigned_agent_id:
         try:
-            routing_store.release_conversation(
-                conversation.id,
+            _with_agent(
                 conversation.assigned_agent_id,
-                str(conversation.assigned_channel),
-                now,
-                resolve=True,
-                customer_id=conversation.customer_id,
+                lambda held: routing_store.release_conversation(
+                    conversation.id,
+                    held,
+                    str(conversation.assigned_channel),
+                    now,
+                    resolve=True,
+                    customer_id=conversation.customer_id,
+                ),
             )
         except Lost:
             raise Conflict(f"conversation '{conversation_id}' changed meanwhile; read it again") from None
@@ -547,7 +812,7 @@ def resolve(conversation_id: str) -> Conversation:
             _release(conversation.offer_id, OfferStatus.RESCINDED, exclude_agent=False)
         try:
             routing_store.resolve_waiting(
-                conversation.id, str(conversation.task_queue), conversation.task_sort_key, now
+                conversation.id, str(conversation.task_queue), conversation.task_sort_key, conversation.task_shard, now
             )
         except Lost:
             raise Conflict(f"conversation '{conversation_id}' changed meanwhile; read it again") from None
@@ -601,14 +866,22 @@ def transfer(
 
 
 def queue_stats() -> list[dict[str, Any]]:
+    """Per queue: tasks waiting, by priority, and the oldest wait (every waiting task of the queue
+    is read: an operator's view, not a request path of routing); offers pending and the agents
+    from the live counts (store/analytics gauges and roster; the agents over all channels, the
+    same for every queue)."""
     config = routing_config()
     now = utcnow()
-    agents = agent_store.list_agents()
+    roster = agent_store.roster(Reads()).get(ALL_CHANNELS, {})
+    agents = {state: int(roster.get(state, 0)) for state in agent_store.ROSTER_STATES}
+    # Offered tasks are held in their offers, not in the queue: the live gauges count them.
+    offered: dict[str, int] = {}
+    for gauge in analytics_store.gauges(Reads()):
+        name = str(gauge.get("queue", ""))
+        offered[name] = offered.get(name, 0) + int(gauge.get("offered", 0))
     stats = []
     for name in config.all_queues():
         tasks = routing_store.all_tasks(name)
-        skills = next((rule.skills for rule in config.rules if rule.queue == name), {})
-        qualified = [agent for agent in agents if agent.has_skills(skills)]
         by_priority: dict[str, int] = {}
         for task in tasks:
             by_priority[str(task.priority)] = by_priority.get(str(task.priority), 0) + 1
@@ -617,23 +890,10 @@ def queue_stats() -> list[dict[str, Any]]:
             {
                 "queue": name,
                 "waiting": sum(1 for task in tasks if task.status is TaskStatus.WAITING),
-                "offered": sum(1 for task in tasks if task.status is TaskStatus.OFFERED),
+                "offered": max(0, offered.get(name, 0)),
                 "waiting_by_priority": by_priority,
                 "oldest_wait_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
-                "agents": {
-                    "available": sum(
-                        1
-                        for a in qualified
-                        if a.status is AgentStatus.AVAILABLE and any(a.spare(c) for c in a.capacity)
-                    ),
-                    "busy": sum(
-                        1
-                        for a in qualified
-                        if a.status is AgentStatus.AWAY
-                        or (a.status is AgentStatus.AVAILABLE and not any(a.spare(c) for c in a.capacity))
-                    ),
-                    "offline": sum(1 for a in qualified if a.status is AgentStatus.OFFLINE),
-                },
+                "agents": agents,
             }
         )
     return stats

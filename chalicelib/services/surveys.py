@@ -13,6 +13,9 @@
   `survey_answer`, so it opens no cycle); a rating (which may change until the comment) or the
   comment is stored conditionally and `csat.submitted` goes out. A redelivered message is
   recognised by its id and changes nothing.
+- Words: the question, the buttons' labels and the thanks speak the customer's `language`
+  attribute as it was when the survey was asked (kept on the survey, so the thanks matches the
+  question), else the configured default language (SurveyConfig.text; built-in en, es, fr, de, pt).
 - The email page: `page(token)` and `submit(token, rating, comment)`, behind a signed token that
   expires with the survey and is single use (the page records rating and comment at once).
 
@@ -94,7 +97,7 @@ def send_due(timer: SurveyDue) -> Survey | None:
         logger.info("no survey", extra={"conversation_id": conversation.id, "reason": why})
         return None
     channel = cycle.last_channel
-    survey = new_survey(cycle, channel, now, config())
+    survey = new_survey(cycle, channel, now, config(), language_of(customer.attributes))
     if not store.claim_cooldown(customer.id, survey.id, now, timedelta(hours=config().cooldown_hours)):
         return None
     try:
@@ -107,9 +110,11 @@ def send_due(timer: SurveyDue) -> Survey | None:
     return survey
 
 
-def _text(name: str, customer: Customer | None = None) -> str:
-    """A configured text in the customer's language, else the default one; "" is not sent."""
-    return config().text(name, language_of(customer.attributes) if customer else None)
+def _text(name: str, customer: Customer, survey: Survey | None = None) -> str:
+    """A text in the language the survey was asked in (else the customer's language now), falling
+    back to the configured default language (SurveyConfig.text); "" is not sent."""
+    language = (survey.language if survey else None) or language_of(customer.attributes)
+    return config().text(name, language)
 
 
 def _ask(survey: Survey, customer: Customer, conversation: Conversation) -> bool:
@@ -117,50 +122,53 @@ def _ask(survey: Survey, customer: Customer, conversation: Conversation) -> bool
     if channel == Channel.EMAIL.value:
         request = OutboundMessage(
             purpose=Purpose.SURVEY,
-            text=_text("question_email", customer).replace("{link}", page_link(survey, conversation.id)),
+            text=_text("question_email", customer, survey).replace("{link}", page_link(survey, conversation.id)),
             channel=channel,
-            subject=_text("subject", customer) or "How did we do?",
+            subject=_text("subject", customer, survey) or "How did we do?",
         )
     elif channel == Channel.WHATSAPP.value and customer.whatsapp_provider == "twilio" and config().whatsapp_content_sid:
         # Through Twilio a list needs approved content: the configured Content SID, in or out of the window.
-        return _ask_with_template(customer, conversation, channel)
+        return _ask_with_template(customer, conversation, channel, survey)
     elif channel in TEXT_CHANNELS or (channel == Channel.WHATSAPP.value and customer.whatsapp_provider == "twilio"):
-        request = OutboundMessage(purpose=Purpose.SURVEY, text=_text("question_sms", customer), channel=channel)
+        request = OutboundMessage(purpose=Purpose.SURVEY, text=_text("question_sms", customer, survey), channel=channel)
     else:
-        language = language_of(customer.attributes)
+        # The buttons speak the question's language; a tap on any language's label still answers.
         request = OutboundMessage(
             purpose=Purpose.SURVEY,
-            text=_text("question", customer),
+            text=_text("question", customer, survey),
             channel=channel,
-            choices=choices(config(), language),
+            choices=choices(config(), survey.language),
         )
     try:
         outbound.send(request, customer, conversation)
         return True
     except Refused as exc:
         if exc.code.endswith("_window_closed") and channel == Channel.WHATSAPP.value:
-            return _ask_with_template(customer, conversation, channel)
+            return _ask_with_template(customer, conversation, channel, survey)
         logger.info("survey not sent", extra={"conversation_id": conversation.id, "reason": exc.code})
     except (ProviderUnavailable, SentNotRecorded) as exc:
         logger.warning("survey not sent", extra={"conversation_id": conversation.id, "reason": str(exc)[:200]})
     return False
 
 
-def _ask_with_template(customer: Customer, conversation: Conversation, channel: str) -> bool:
+def _ask_with_template(customer: Customer, conversation: Conversation, channel: str, survey: Survey) -> bool:
     """Outside WhatsApp's window only an approved template may go; without one, no survey."""
     settings_ = config()
     if not (settings_.whatsapp_template or settings_.whatsapp_content_sid):
         logger.info("survey not sent: WhatsApp window closed and no survey template configured")
         return False
     template = Template(
-        preview=_text("question_sms", customer),
+        preview=_text("question_sms", customer, survey),
         meta_name=settings_.whatsapp_template,
         content_sid=settings_.whatsapp_content_sid,
     )
     try:
         outbound.send(
             OutboundMessage(
-                purpose=Purpose.SURVEY, text=_text("question_sms", customer), channel=channel, template=template
+                purpose=Purpose.SURVEY,
+                text=_text("question_sms", customer, survey),
+                channel=channel,
+                template=template,
             ),
             customer,
             conversation,
@@ -228,7 +236,7 @@ def record(conversation: Conversation, customer: Customer, message: Message, ans
 
 
 def _thank(customer: Customer, conversation: Conversation, survey: Survey, text: str) -> None:
-    words = _text(text, customer)
+    words = _text(text, customer, survey)
     if not words:
         return
     try:

@@ -96,6 +96,11 @@ def _state(item: dict[str, Any] | None) -> CycleState | None:
     return CycleState.model_validate({**json.loads(item["state"]), "version": int(item.get("version", 0))})
 
 
+def head_from_item(item: dict[str, Any] | None) -> CycleState | None:
+    """A head read elsewhere (store/thread.inbound_inputs reads it with the conversation)."""
+    return _state(item)
+
+
 def get_head(conversation_id: str) -> CycleState | None:
     return _state(table.get(head_key(conversation_id)))
 

@@ -43,23 +43,40 @@ def provider_message_key(provider: str, provider_message_id: str) -> Key:
     return {"pk": f"PMSG#{provider}#{provider_message_id}", "sk": "PMSG"}
 
 
-# Routing (see store/routing.py):
-# | agent                 | AGENTS                 | AGENT#<agent id>             |
-# | waiting task          | TASKS#<queue>          | <9-priority>#<enqueue ulid>  |
-# | offer                 | OFFER#<offer id>       | OFFER                        |
-AGENTS_PARTITION = "AGENTS"
+# Routing (see store/routing.py and store/agents.py). Nothing here is one partition that every
+# assignment writes: an agent is its own partition; the availability index and each queue are
+# spread over ROUTING_SHARDS partitions; the directory is written only when agents come and go.
+# | agent                 | AGENT#<agent id>               | AGENT                        |
+# | agent directory entry | AGENTDIR                       | <agent id>                   |
+# | availability entry    | AVAIL#<channel>#<shard>        | <rank: spare, idle, id>      |
+# | waiting task          | TASKS#<queue>[#<shard>]        | <9-priority>#<enqueue ulid>  |
+# | offer                 | OFFER#<offer id>               | OFFER                        |
+AGENT_DIRECTORY = "AGENTDIR"
 
 
 def agent_key(agent_id: str) -> Key:
-    return {"pk": AGENTS_PARTITION, "sk": f"AGENT#{agent_id}"}
+    return {"pk": f"AGENT#{agent_id}", "sk": "AGENT"}
 
 
-def task_partition(queue: str) -> str:
-    return f"TASKS#{queue}"
+def agent_directory_key(agent_id: str) -> Key:
+    return {"pk": AGENT_DIRECTORY, "sk": agent_id}
 
 
-def task_key(queue: str, sort_key: str) -> Key:
-    return {"pk": task_partition(queue), "sk": sort_key}
+def availability_partition(channel: str, shard: int) -> str:
+    return f"AVAIL#{channel}#{shard}"
+
+
+def availability_key(channel: str, shard: int, rank: str) -> Key:
+    return {"pk": availability_partition(channel, shard), "sk": rank}
+
+
+def task_partition(queue: str, shard: int = 0) -> str:
+    """Shard 0 is the partition a queue had before it was sharded, so older tasks read as before."""
+    return f"TASKS#{queue}" if shard == 0 else f"TASKS#{queue}#{shard}"
+
+
+def task_key(queue: str, sort_key: str, shard: int = 0) -> Key:
+    return {"pk": task_partition(queue, shard), "sk": sort_key}
 
 
 def offer_key(offer_id: str) -> Key:

@@ -13,53 +13,68 @@ they have always had, so existing data reads as before.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
-from chalicelib.domain.agents import AgentStatus
+from chalicelib.config import settings
+from chalicelib.domain.agents import Agent
 from chalicelib.domain.customers import ConversationStatus
 from chalicelib.domain.ids import is_id
 from chalicelib.domain.offers import RELEASES, Offer, OfferStatus
 from chalicelib.domain.routing import Task, TaskStatus
+from chalicelib.store import agents as agent_store
 from chalicelib.store import keys, table
 from chalicelib.store.table import TransactionCancelled
 
 
 class Lost(Exception):
-    """A condition failed: the state changed since it was read."""
+    """A condition failed: the state changed since it was read. `agent_moved`: it was the agent
+    (another offer, release or status change got there first); read it again and retry."""
+
+    def __init__(self, reasons: str, agent_moved: bool = False) -> None:
+        super().__init__(reasons)
+        self.agent_moved = agent_moved
 
 
-def _run(operations: list[dict[str, Any]]) -> None:
+def _run(operations: list[dict[str, Any]], agent_at: int | None = None) -> None:
     try:
         table.transact(operations)
     except TransactionCancelled as exc:
-        raise Lost(", ".join(exc.reasons)) from None
+        moved = agent_at is not None and (exc.failed_at(agent_at) or exc.conflicted)
+        raise Lost(", ".join(exc.reasons), agent_moved=moved) from None
+
+
+def task_shard(conversation_id: str) -> int:
+    """The queue partition a conversation's task goes to (and the index shard searched first)."""
+    digest = hashlib.sha256(conversation_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % settings().routing_shards
 
 
 def task_item(task: Task) -> dict[str, Any]:
     data = task.model_dump(mode="json", exclude_none=True)
-    return {**keys.task_key(task.queue, task.sort_key), "type": "task", **data}
+    return {**keys.task_key(task.queue, task.sort_key, task.shard), "type": "task", **data}
 
 
-def get_task(queue: str, sort_key: str) -> Task | None:
-    if len(queue) > 200 or len(sort_key) > 200:
+def get_task(queue: str, sort_key: str, shard: int = 0) -> Task | None:
+    if len(queue) > 200 or len(sort_key) > 200 or not 0 <= shard < 1000:
         return None
-    item = table.get(keys.task_key(queue, sort_key))
+    item = table.get(keys.task_key(queue, sort_key, shard))
     return Task.model_validate(item) if item else None
 
 
-MAX_HEAD_PAGES = 20
+HEAD_PAGE = 25
+MAX_HEAD_PAGES = 4
 
 
-def waiting_tasks(queue: str, limit: int = 100) -> list[Task]:
-    """The first `limit` tasks still waiting, in service order (the sort key is priority then age).
-
-    Offered tasks keep their place in the partition, so the head can be full of them: read on,
-    page by page (bounded), past them to the tasks that are actually waiting."""
+def waiting_tasks(queue: str, shard: int, limit: int = HEAD_PAGE) -> list[Task]:
+    """The first `limit` tasks still waiting in one queue partition, in service order (the sort
+    key is priority then age). Offered tasks keep their place, so the head may start with them:
+    read on past them, at most MAX_HEAD_PAGES pages (offers last seconds; this stays small)."""
     waiting: list[Task] = []
     start: dict[str, str] | None = None
     for _ in range(MAX_HEAD_PAGES):
-        items, more = table.query_page(keys.task_partition(queue), "", max(limit, 100), start)
+        items, more = table.query_page(keys.task_partition(queue, shard), "", limit, start)
         for item in items:
             task = Task.model_validate(item)
             if task.status is TaskStatus.WAITING:
@@ -72,15 +87,26 @@ def waiting_tasks(queue: str, limit: int = 100) -> list[Task]:
     return waiting
 
 
+def waiting_ahead_of(task: Task, limit: int = HEAD_PAGE) -> list[Task]:
+    """Tasks of the same queue partition ahead of `task` (higher priority, or as high and older)
+    and still waiting: one Query of at most `limit` items."""
+    items = table.query_below(keys.task_partition(task.queue, task.shard), task.sort_key, limit)
+    ahead = (Task.model_validate(item) for item in items)
+    return [other for other in ahead if other.status is TaskStatus.WAITING]
+
+
 def all_tasks(queue: str) -> list[Task]:
+    """Every task of a queue, over all its partitions (operators' views and tests)."""
     tasks: list[Task] = []
-    start: dict[str, str] | None = None
-    while True:
-        items, more = table.query_page(keys.task_partition(queue), "", 1000, start)
-        tasks.extend(Task.model_validate(item) for item in items)
-        if not more or not items:
-            return tasks
-        start = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]}
+    for shard in range(settings().routing_shards):
+        start: dict[str, str] | None = None
+        while True:
+            items, more = table.query_page(keys.task_partition(queue, shard), "", 1000, start)
+            tasks.extend(Task.model_validate(item) for item in items)
+            if not more or not items:
+                break
+            start = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]}
+    return sorted(tasks, key=lambda task: task.sort_key)
 
 
 def enqueue(task: Task, at: datetime) -> None:
@@ -90,7 +116,7 @@ def enqueue(task: Task, at: datetime) -> None:
             table.update_op(
                 keys.conversation_key(task.conversation_id),
                 "SET #status = :waiting, waiting_since = :at, task_queue = :queue, task_sort_key = :sk, "
-                "updated_at = :at REMOVE assigned_agent_id, assigned_channel, offer_id",
+                "task_shard = :shard, updated_at = :at REMOVE assigned_agent_id, assigned_channel, offer_id",
                 {"#status": "status"},
                 {
                     ":waiting": ConversationStatus.WAITING.value,
@@ -99,6 +125,7 @@ def enqueue(task: Task, at: datetime) -> None:
                     ":at": at.isoformat(),
                     ":queue": task.queue,
                     ":sk": task.sort_key,
+                    ":shard": task.shard,
                 },
                 condition="attribute_exists(pk) AND (#status IN (:open, :resolved) OR "
                 "(#status = :waiting AND attribute_not_exists(task_sort_key)))",
@@ -108,48 +135,45 @@ def enqueue(task: Task, at: datetime) -> None:
     )
 
 
-def _agent_takes(agent_id: str, channel: str, offer_id: str, at: str) -> dict[str, Any]:
-    return table.update_op(
-        keys.agent_key(agent_id),
-        "SET #load.#ch = if_not_exists(#load.#ch, :zero) + :one, total_load = total_load + :one, "
-        "active_channel = :ch, last_offer_at = :at ADD offer_ids :offer",
-        {"#load": "load", "#ch": channel, "#status": "status", "#capacity": "capacity"},
-        {
-            ":zero": 0,
-            ":one": 1,
-            ":ch": channel,
-            ":at": at,
-            ":offer": {offer_id},
-            ":available": AgentStatus.AVAILABLE.value,
-            ":true": True,
-        },
-        condition="#status = :available AND #capacity.#ch > :zero "
-        "AND (attribute_not_exists(#load.#ch) OR #load.#ch < #capacity.#ch) "
-        "AND (multi_channel = :true OR total_load = :zero OR active_channel = :ch)",
+def enqueue_offered(task: Task, offer: Offer, agent: Agent) -> Agent:
+    """Put the conversation in line and offer it at once, in one transaction: the task is born
+    offered (held in its offer, never written to the queue). Conditions as `enqueue` and
+    `create_offer`; returns the agent as now stored."""
+    assert offer.task_sort_key == task.sort_key and offer.queue == task.queue, "an offer of another task"
+    if not agent.can_take(offer.channel):
+        raise Lost("the agent cannot take this channel now", agent_moved=True)
+    at = offer.created_at.isoformat()
+    offered = offer.model_copy(
+        update={"task": task.model_copy(update={"status": TaskStatus.OFFERED, "offer_id": offer.id})}
     )
-
-
-def _agent_releases(
-    agent_id: str, channel: str, *, offer_id: str | None = None, conversation_id: str | None = None
-) -> dict[str, Any]:
-    removes = []
-    values: dict[str, Any] = {":one": 1}
-    if offer_id:
-        removes.append("offer_ids :offer")
-        values[":offer"] = {offer_id}
-    if conversation_id:
-        removes.append("conversation_ids :conversation")
-        values[":conversation"] = {conversation_id}
-    expression = "SET #load.#ch = #load.#ch - :one, total_load = total_load - :one"
-    if removes:
-        expression += " DELETE " + ", ".join(removes)
-    return table.update_op(
-        keys.agent_key(agent_id),
-        expression,
-        {"#load": "load", "#ch": channel},
-        values,
-        condition="attribute_exists(pk) AND #load.#ch >= :one",
+    after = agent_store.next_version(agent, agent.taking(offer.id, offer.channel, offer.created_at))
+    _run(
+        [
+            table.update_op(
+                keys.conversation_key(task.conversation_id),
+                "SET #status = :waiting, waiting_since = :at, task_queue = :queue, task_sort_key = :sk, "
+                "task_shard = :shard, offer_id = :offer, updated_at = :at "
+                "REMOVE assigned_agent_id, assigned_channel",
+                {"#status": "status"},
+                {
+                    ":waiting": ConversationStatus.WAITING.value,
+                    ":open": ConversationStatus.OPEN.value,
+                    ":resolved": ConversationStatus.RESOLVED.value,
+                    ":at": at,
+                    ":queue": task.queue,
+                    ":sk": task.sort_key,
+                    ":shard": task.shard,
+                    ":offer": offer.id,
+                },
+                condition="attribute_exists(pk) AND (#status IN (:open, :resolved) OR "
+                "(#status = :waiting AND attribute_not_exists(task_sort_key)))",
+            ),
+            table.put_op(offer_item(offered)),
+            *agent_store.change_ops(agent, after),
+        ],
+        agent_at=2,
     )
+    return after
 
 
 def offer_item(offer: Offer) -> dict[str, Any]:
@@ -165,12 +189,15 @@ def offer_item(offer: Offer) -> dict[str, Any]:
         "channel": offer.channel,
         "queue": offer.queue,
         "task_sort_key": offer.task_sort_key,
+        "task_shard": offer.task_shard,
         "status": offer.status.value,
         "created_at": offer.created_at.isoformat(),
         "expires_at": offer.expires_at.isoformat(),
     }
     if offer.decided_at is not None:
         item["decided_at"] = offer.decided_at.isoformat()
+    if offer.task is not None:
+        item["task"] = offer.task.model_dump(mode="json", exclude_none=True)
     return item
 
 
@@ -178,28 +205,29 @@ def _offer(item: dict[str, Any]) -> Offer:
     return Offer.model_validate(item)
 
 
-def create_offer(task: Task, offer: Offer) -> None:
-    """Offer a waiting task to an agent with spare capacity, reserving that capacity."""
+def create_offer(task: Task, offer: Offer, agent: Agent) -> Agent:
+    """Offer a waiting task to an agent with spare capacity, reserving that capacity. The task
+    leaves its queue partition for the offer's time, kept in the offer, so a queue's head holds only
+    waiting tasks. `agent` is the agent as read (from the availability index or its item);
+    returns it as now stored."""
     assert offer.task_sort_key == task.sort_key and offer.queue == task.queue, "an offer of another task"
+    if not agent.can_take(offer.channel):
+        raise Lost("the agent cannot take this channel now", agent_moved=True)
     at = offer.created_at.isoformat()
     offer_id = offer.id
+    offered = offer.model_copy(
+        update={"task": task.model_copy(update={"status": TaskStatus.OFFERED, "offer_id": offer_id})}
+    )
+    after = agent_store.next_version(agent, agent.taking(offer_id, offer.channel, offer.created_at))
     _run(
         [
-            table.update_op(
-                keys.task_key(task.queue, task.sort_key),
-                "SET #status = :offered, offer_id = :offer, version = version + :one",
+            table.delete_op(
+                keys.task_key(task.queue, task.sort_key, task.shard),
+                "#status = :waiting AND version = :version",
+                {":waiting": TaskStatus.WAITING.value, ":version": task.version},
                 {"#status": "status"},
-                {
-                    ":offered": TaskStatus.OFFERED.value,
-                    ":waiting": TaskStatus.WAITING.value,
-                    ":offer": offer_id,
-                    ":one": 1,
-                    ":version": task.version,
-                },
-                condition="#status = :waiting AND version = :version",
             ),
-            _agent_takes(offer.agent_id, offer.channel, offer_id, at),
-            table.put_op(offer_item(offer)),
+            table.put_op(offer_item(offered)),
             table.update_op(
                 keys.conversation_key(task.conversation_id),
                 "SET offer_id = :offer, updated_at = :at",
@@ -207,8 +235,11 @@ def create_offer(task: Task, offer: Offer) -> None:
                 {":offer": offer_id, ":at": at, ":waiting": ConversationStatus.WAITING.value},
                 condition="#status = :waiting AND attribute_not_exists(offer_id)",
             ),
-        ]
+            *agent_store.change_ops(agent, after),
+        ],
+        agent_at=3,
     )
+    return after
 
 
 def get_offer(offer_id: str) -> Offer | None:
@@ -218,63 +249,55 @@ def get_offer(offer_id: str) -> Offer | None:
     return _offer(item) if item else None
 
 
-def accept_offer(offer: Offer, now: datetime) -> None:
-    """The agent takes the conversation: the task leaves the queue; the capacity stays reserved."""
+def accept_offer(offer: Offer, now: datetime, agent: Agent) -> Agent:
+    """The agent takes the conversation (the task is gone: it left the queue with the offer);
+    the capacity stays reserved."""
     at = now.isoformat()
-    _run(
-        [
-            table.update_op(
-                keys.offer_key(offer.id),
-                "SET #status = :accepted, decided_at = :at",
-                {"#status": "status"},
-                {":accepted": OfferStatus.ACCEPTED.value, ":pending": OfferStatus.PENDING.value, ":at": at},
-                condition="#status = :pending AND expires_at > :at",
-            ),
+    after = agent_store.next_version(agent, agent.accepting(offer.id, offer.conversation_id))
+    operations = [
+        table.update_op(
+            keys.offer_key(offer.id),
+            "SET #status = :accepted, decided_at = :at",
+            {"#status": "status"},
+            {":accepted": OfferStatus.ACCEPTED.value, ":pending": OfferStatus.PENDING.value, ":at": at},
+            condition="#status = :pending AND expires_at > :at",
+        ),
+        table.update_op(
+            keys.conversation_key(offer.conversation_id),
+            "SET #status = :assigned, assigned_agent_id = :agent, assigned_channel = :ch, assigned_at = :at, "
+            "updated_at = :at REMOVE offer_id, task_queue, task_sort_key, task_shard, waiting_since",
+            {"#status": "status"},
             {
-                "Delete": {
-                    "TableName": table.table_name(),
-                    "Key": table.serialize(keys.task_key(offer.queue, offer.task_sort_key)),
-                    "ConditionExpression": "offer_id = :offer",
-                    "ExpressionAttributeValues": table.serialize({":offer": offer.id}),
-                }
+                ":assigned": ConversationStatus.ASSIGNED.value,
+                ":agent": offer.agent_id,
+                ":ch": offer.channel,
+                ":at": at,
+                ":offer": offer.id,
             },
-            table.update_op(
-                keys.conversation_key(offer.conversation_id),
-                "SET #status = :assigned, assigned_agent_id = :agent, assigned_channel = :ch, assigned_at = :at, "
-                "updated_at = :at REMOVE offer_id, task_queue, task_sort_key, waiting_since",
-                {"#status": "status"},
-                {
-                    ":assigned": ConversationStatus.ASSIGNED.value,
-                    ":agent": offer.agent_id,
-                    ":ch": offer.channel,
-                    ":at": at,
-                    ":offer": offer.id,
-                },
-                condition="offer_id = :offer",
-            ),
-            table.update_op(
-                keys.agent_key(offer.agent_id),
-                "DELETE offer_ids :offer ADD conversation_ids :conversation",
-                {},
-                {":offer": {offer.id}, ":conversation": {offer.conversation_id}},
-            ),
-        ]
-    )
+            condition="offer_id = :offer",
+        ),
+    ]
+    if offer.task is None:  # an offer made while offered tasks stayed in their queue: it is still there
+        operations.append(
+            table.delete_op(
+                keys.task_key(offer.queue, offer.task_sort_key, offer.task_shard),
+                "offer_id = :offer",
+                {":offer": offer.id},
+            )
+        )
+    agent_at = len(operations)
+    _run([*operations, *agent_store.change_ops(agent, after)], agent_at=agent_at)
+    return after
 
 
-def release_offer(offer: Offer, outcome: OfferStatus, now: datetime, exclude_agent: bool) -> None:
-    """Rejected, expired or rescinded: the task goes back to waiting in its old place and the
-    agent's capacity is freed. `exclude_agent` skips that agent for this task from now on."""
+def release_offer(offer: Offer, outcome: OfferStatus, now: datetime, exclude_agent: bool, agent: Agent) -> Agent:
+    """Rejected, expired or rescinded: the task goes back to waiting in its old place (its sort
+    key is unchanged) and the agent's capacity is freed. `exclude_agent` skips that agent for this
+    task from now on."""
     if outcome not in RELEASES:
         raise ValueError(f"'{outcome}' does not release an offer")
     at = now.isoformat()
-    task_expression = "SET #status = :waiting, version = version + :one REMOVE offer_id"
-    values: dict[str, Any] = {":waiting": TaskStatus.WAITING.value, ":one": 1, ":offer": offer.id}
-    if exclude_agent:
-        task_expression = task_expression.replace(
-            " REMOVE", ", excluded_agents = list_append(if_not_exists(excluded_agents, :none), :agent) REMOVE"
-        )
-        values.update({":none": [], ":agent": [offer.agent_id]})
+    after = agent_store.next_version(agent, agent.releasing(offer.channel, offer_id=offer.id))
     _run(
         [
             table.update_op(
@@ -284,13 +307,7 @@ def release_offer(offer: Offer, outcome: OfferStatus, now: datetime, exclude_age
                 {":outcome": outcome.value, ":pending": OfferStatus.PENDING.value, ":at": at},
                 condition="#status = :pending",
             ),
-            table.update_op(
-                keys.task_key(offer.queue, offer.task_sort_key),
-                task_expression,
-                {"#status": "status"},
-                values,
-                condition="offer_id = :offer",
-            ),
+            _task_back(offer, exclude_agent),
             table.update_op(
                 keys.conversation_key(offer.conversation_id),
                 "SET updated_at = :at REMOVE offer_id",
@@ -298,23 +315,57 @@ def release_offer(offer: Offer, outcome: OfferStatus, now: datetime, exclude_age
                 {":at": at, ":offer": offer.id},
                 condition="offer_id = :offer",
             ),
-            _agent_releases(offer.agent_id, offer.channel, offer_id=offer.id),
-        ]
+            *agent_store.change_ops(agent, after),
+        ],
+        agent_at=3,
+    )
+    return after
+
+
+def _task_back(offer: Offer, exclude_agent: bool) -> dict[str, Any]:
+    task = offer.task
+    if task is not None:
+        excluded = [*task.excluded_agents, offer.agent_id] if exclude_agent else task.excluded_agents
+        waiting = task.model_copy(
+            update={
+                "status": TaskStatus.WAITING,
+                "offer_id": None,
+                "version": task.version + 1,
+                "excluded_agents": list(dict.fromkeys(excluded)),
+            }
+        )
+        return table.put_op(task_item(waiting))
+    # An offer made while offered tasks stayed in their queue: the task is updated where it is.
+    expression = "SET #status = :waiting, version = version + :one REMOVE offer_id"
+    values: dict[str, Any] = {":waiting": TaskStatus.WAITING.value, ":one": 1, ":offer": offer.id}
+    if exclude_agent:
+        expression = expression.replace(
+            " REMOVE", ", excluded_agents = list_append(if_not_exists(excluded_agents, :none), :agent) REMOVE"
+        )
+        values.update({":none": [], ":agent": [offer.agent_id]})
+    return table.update_op(
+        keys.task_key(offer.queue, offer.task_sort_key, offer.task_shard),
+        expression,
+        {"#status": "status"},
+        values,
+        condition="offer_id = :offer",
     )
 
 
 def release_conversation(
     conversation_id: str,
-    agent_id: str,
+    agent: Agent,
     channel: str,
     now: datetime,
     *,
     resolve: bool,
     customer_id: str,
     requeue: Task | None = None,
-) -> None:
-    """The agent lets go of a conversation: resolved (remembered for sticky routing) or back in line."""
+) -> Agent:
+    """The agent lets go of a conversation: resolved (remembered for sticky routing) or back in
+    line. `agent` is the agent as read; returns it as now stored."""
     at = now.isoformat()
+    agent_id = agent.id
     if resolve:
         conversation_update = table.update_op(
             keys.conversation_key(conversation_id),
@@ -332,8 +383,8 @@ def release_conversation(
         assert requeue is not None
         conversation_update = table.update_op(
             keys.conversation_key(conversation_id),
-            "SET #status = :waiting, waiting_since = :at, task_queue = :queue, task_sort_key = :sk, updated_at = :at "
-            "REMOVE assigned_agent_id, assigned_channel",
+            "SET #status = :waiting, waiting_since = :at, task_queue = :queue, task_sort_key = :sk, "
+            "task_shard = :shard, updated_at = :at REMOVE assigned_agent_id, assigned_channel",
             {"#status": "status"},
             {
                 ":waiting": ConversationStatus.WAITING.value,
@@ -342,10 +393,14 @@ def release_conversation(
                 ":at": at,
                 ":queue": requeue.queue,
                 ":sk": requeue.sort_key,
+                ":shard": requeue.shard,
             },
             condition="#status = :assigned AND assigned_agent_id = :agent",
         )
-    operations = [conversation_update, _agent_releases(agent_id, channel, conversation_id=conversation_id)]
+    if not agent.holds_slot(channel, conversation_id=conversation_id):
+        raise Lost(f"agent '{agent_id}' does not hold conversation '{conversation_id}'")
+    after = agent_store.next_version(agent, agent.releasing(channel, conversation_id=conversation_id))
+    operations = [conversation_update]
     if resolve:
         operations.append(
             table.update_op(
@@ -357,10 +412,12 @@ def release_conversation(
         )
     if requeue is not None:
         operations.append(table.put_op(task_item(requeue)))
-    _run(operations)
+    agent_at = len(operations)
+    _run([*operations, *agent_store.change_ops(agent, after)], agent_at=agent_at)
+    return after
 
 
-def resolve_waiting(conversation_id: str, queue: str, sort_key: str, now: datetime) -> None:
+def resolve_waiting(conversation_id: str, queue: str, sort_key: str, shard: int, now: datetime) -> None:
     """Resolve a conversation nobody holds: its task leaves the queue (unless it is being offered)."""
     at = now.isoformat()
     _run(
@@ -368,7 +425,7 @@ def resolve_waiting(conversation_id: str, queue: str, sort_key: str, now: dateti
             table.update_op(
                 keys.conversation_key(conversation_id),
                 "SET #status = :resolved, resolved_at = :at, updated_at = :at "
-                "REMOVE task_queue, task_sort_key, waiting_since",
+                "REMOVE task_queue, task_sort_key, task_shard, waiting_since",
                 {"#status": "status"},
                 {
                     ":resolved": ConversationStatus.RESOLVED.value,
@@ -381,7 +438,7 @@ def resolve_waiting(conversation_id: str, queue: str, sort_key: str, now: dateti
             {
                 "Delete": {
                     "TableName": table.table_name(),
-                    "Key": table.serialize(keys.task_key(queue, sort_key)),
+                    "Key": table.serialize(keys.task_key(queue, sort_key, shard)),
                     "ConditionExpression": "#status = :waiting",
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": table.serialize({":waiting": TaskStatus.WAITING.value}),

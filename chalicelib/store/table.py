@@ -140,10 +140,78 @@ def query_page(
     return items, "LastEvaluatedKey" in response
 
 
-def put_op(item: dict[str, Any], condition: str | None = "attribute_not_exists(pk)") -> dict[str, Any]:
+def query_below(partition: str, below: str, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` items of a partition whose sort key sorts before `below`, ascending."""
+    response = client().query(
+        TableName=table_name(),
+        KeyConditionExpression="pk = :pk AND sk < :below",
+        ExpressionAttributeValues=serialize({":pk": partition, ":below": below}),
+        Limit=limit,
+        ConsistentRead=True,
+    )
+    return [deserialize(item) for item in response.get("Items", [])]
+
+
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+BATCH_GET_ROUNDS = 5
+
+
+def batch_get(keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Items by key in one BatchGetItem per 100 keys (consistent reads), in no particular order;
+    keys not found are missing. Unprocessed keys (throttling) are asked for again, a few times."""
+    found: list[dict[str, Any]] = []
+    unique = list({(key["pk"], key["sk"]): key for key in keys}.values())
+    for start in range(0, len(unique), BATCH_GET_KEYS):
+        wanted: dict[str, Any] = {
+            table_name(): {
+                "Keys": [serialize(key) for key in unique[start : start + BATCH_GET_KEYS]],
+                "ConsistentRead": True,
+            }
+        }
+        for _ in range(BATCH_GET_ROUNDS):
+            response = client().batch_get_item(RequestItems=wanted)
+            found.extend(deserialize(item) for item in response.get("Responses", {}).get(table_name(), []))
+            wanted = response.get("UnprocessedKeys") or {}
+            if not wanted:
+                break
+        else:
+            raise TransientStorageError("BatchGetItem left keys unprocessed after several rounds")
+    return found
+
+
+class TransientStorageError(Exception):
+    """DynamoDB kept refusing part of a request (throttling); the caller's retry finishes it."""
+
+
+def delete_op(
+    key: dict[str, str],
+    condition: str | None = None,
+    values: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"TableName": table_name(), "Key": serialize(key)}
+    if condition:
+        op["ConditionExpression"] = condition
+    if values:
+        op["ExpressionAttributeValues"] = serialize(values)
+    if names:
+        op["ExpressionAttributeNames"] = names
+    return {"Delete": op}
+
+
+def put_op(
+    item: dict[str, Any],
+    condition: str | None = "attribute_not_exists(pk)",
+    values: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"TableName": table_name(), "Item": serialize(item)}
     if condition:
         op["ConditionExpression"] = condition
+    if values:
+        op["ExpressionAttributeValues"] = serialize(values)
+    if names:
+        op["ExpressionAttributeNames"] = names
     return {"Put": op}
 
 
@@ -166,6 +234,26 @@ def update_op(
     if condition:
         op["ConditionExpression"] = condition
     return {"Update": op}
+
+
+BATCH_WRITE_ITEMS = 25  # BatchWriteItem's limit per request
+
+
+def batch_put(items: list[dict[str, Any]]) -> None:
+    """Put items, 25 per BatchWriteItem, unconditionally (imports of new items only); items left
+    unprocessed (throttling) are sent again, a few times."""
+    for start in range(0, len(items), BATCH_WRITE_ITEMS):
+        wanted: dict[str, Any] = {
+            table_name(): [
+                {"PutRequest": {"Item": serialize(item)}} for item in items[start : start + BATCH_WRITE_ITEMS]
+            ]
+        }
+        for _ in range(BATCH_GET_ROUNDS):
+            wanted = client().batch_write_item(RequestItems=wanted).get("UnprocessedItems") or {}
+            if not wanted:
+                break
+        else:
+            raise TransientStorageError("BatchWriteItem left items unprocessed after several rounds")
 
 
 def transact(operations: list[dict[str, Any]]) -> None:

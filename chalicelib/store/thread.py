@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain.analytics import CycleState
 from chalicelib.domain.customers import Conversation, Customer
 from chalicelib.domain.identity import Identity
 from chalicelib.domain.ids import is_id
 from chalicelib.domain.messages import STATUS_RANK, Channel, Direction, EmailThreading, Message, StatusUpdate
+from chalicelib.store import analytics as analytics_store
 from chalicelib.store import keys, table
 from chalicelib.store.table import ConditionFailed, TransactionCancelled
 
@@ -324,6 +326,40 @@ def message_from_item(item: dict[str, Any]) -> Message:
 
 def conversation_from_item(item: dict[str, Any]) -> Conversation:
     return Conversation.model_validate(item)
+
+
+@dataclass
+class InboundInputs:
+    """What routing an inbound message needs, read together (store.analytics: the cycle head)."""
+
+    conversation: Conversation | None
+    customer: Customer | None
+    message: Message | None
+    analytics_head: CycleState | None
+
+
+def inbound_inputs(conversation_id: str, customer_id: str, message_id: str) -> InboundInputs:
+    """The conversation, customer, message and analytics cycle head in one BatchGetItem."""
+    if not (is_id(conversation_id, "conv") and is_id(customer_id, "cus") and is_id(message_id, "msg")):
+        return InboundInputs(None, None, None, None)
+    wanted = {
+        "conversation": keys.conversation_key(conversation_id),
+        "customer": keys.customer_key(customer_id),
+        "message": keys.message_key(conversation_id, message_id),
+        "head": analytics_store.head_key(conversation_id),
+    }
+    found = {(item["pk"], item["sk"]): item for item in table.batch_get(list(wanted.values()))}
+
+    def item(name: str) -> dict[str, Any] | None:
+        return found.get((wanted[name]["pk"], wanted[name]["sk"]))
+
+    conversation, customer, message = item("conversation"), item("customer"), item("message")
+    return InboundInputs(
+        conversation=conversation_from_item(conversation) if conversation else None,
+        customer=Customer.model_validate(customer) if customer else None,
+        message=message_from_item(message) if message else None,
+        analytics_head=analytics_store.head_from_item(item("head")),
+    )
 
 
 def get_conversation(conversation_id: str) -> Conversation | None:

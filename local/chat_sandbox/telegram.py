@@ -27,6 +27,14 @@ Methods
     blocked by the user", as Telegram does once a user has blocked the bot. ``fail_next(status)``
     makes the next send answer that status (429 comes with ``parameters.retry_after``).
 
+    ``answerCallbackQuery``  ``callback_query_id`` of a button tap Telegram issued (one in an
+        Update given to ``deliver`` or ``issue``), answered once and within ``callback_ttl`` seconds
+        (default 15), as Telegram allows: else 400 "Bad Request: query is too old and response
+        timeout expired or query ID is invalid"; none at all is "Bad Request: QUERY_ID_INVALID".
+        Optional ``text`` up to 200 characters ("Bad Request: MESSAGE_TOO_LONG"), ``show_alert`` a
+        boolean, ``url``, ``cache_time`` a whole number of seconds. Answers ``true``. ``fail_next``
+        does not apply: it is for sends.
+
     ``getMe`` the bot's User. ``setWebhook`` (``url``, optional ``secret_token`` of 1-256 characters
     ``A-Z a-z 0-9 _ -``, ``allowed_updates``, ``drop_pending_updates``) and ``deleteWebhook`` /
     ``getWebhookInfo``: what a bot's setup looks like. Telegram takes only HTTPS webhook URLs; the
@@ -35,7 +43,9 @@ Methods
 
 Accepted sends are recorded in the sandbox (``GET /sandbox/messages?provider=telegram``) as
 ``{"provider": "telegram", "id": "<chat id>:<message id>", "method", "chat_id", "request",
-"result", "received_at", "status": "sent", "callbacks": []}``.
+"result", "received_at", "status": "sent", "callbacks": []}``; an answered button tap as
+``{"provider": "telegram", "id": "callback:<query id>", "method": "answerCallbackQuery", "chat_id",
+"request", "result": true, "received_at", "status": "answered", "callbacks": []}``.
 """
 
 from __future__ import annotations
@@ -53,10 +63,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["TelegramEmulator", "text_update", "webhook_headers"]
+__all__ = ["TelegramEmulator", "callback_update", "text_update", "webhook_headers"]
 
 MAX_TEXT_CHARS = 4096
 MAX_CAPTION_CHARS = 1024
+MAX_CALLBACK_ANSWER_CHARS = 200  # answerCallbackQuery text: 0-200 characters
+DEFAULT_CALLBACK_TTL = 15.0  # seconds a callback query stays answerable (Telegram documents none; ~10-15 s)
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 DEFAULT_BLOCKED = ("666",)
 
@@ -104,6 +117,31 @@ def text_update(update_id: int, user_id: int, text: str, first_name: str = "Ada"
     return {"update_id": update_id, "message": message}
 
 
+def callback_update(
+    update_id: int,
+    user_id: int,
+    data: str,
+    query_id: str | None = None,
+    first_name: str = "Ada",
+    message_id: int = 1,
+    message_text: str = "How did we do?",
+) -> dict:
+    """A tap on an inline button under the bot's message `message_id` in a private chat, shaped as
+    Telegram sends the Update (CallbackQuery: id, from, message, chat_instance, data)."""
+    user = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
+    chat = {"id": user_id, "first_name": first_name, "type": "private"}
+    bot = {"id": 7000000001, "is_bot": True, "first_name": "omnihub sandbox", "username": "omnihub_sandbox_bot"}
+    message = {"message_id": message_id, "from": bot, "chat": chat, "date": int(time.time()), "text": message_text}
+    query = {
+        "id": query_id or str(zlib.crc32(f"{update_id}:{user_id}".encode()) * 1000 + update_id % 1000),
+        "from": user,
+        "message": message,
+        "chat_instance": str(-(zlib.crc32(str(user_id).encode()) + 10**18)),
+        "data": data,
+    }
+    return {"update_id": update_id, "callback_query": query}
+
+
 class TelegramEmulator:
     """Telegram's Bot API send methods, served by the provider sandbox under ``/telegram``."""
 
@@ -117,8 +155,10 @@ class TelegramEmulator:
         blocked: tuple[str, ...] | list[str] = DEFAULT_BLOCKED,
         username: str = "omnihub_sandbox_bot",
         first_name: str = "omnihub sandbox",
+        callback_ttl: float = DEFAULT_CALLBACK_TTL,
     ) -> None:
         self.bot_token = bot_token
+        self.callback_ttl = callback_ttl
         self.blocked = {str(chat) for chat in blocked}
         head = bot_token.split(":", 1)[0]
         self.bot = {
@@ -134,6 +174,8 @@ class TelegramEmulator:
         self._sandbox: Any = None
         self._message_ids: dict[str, itertools.count[int]] = {}
         self._failures: list[int] = []
+        # Button taps Telegram issued: query id -> (chat id, when issued, answered yet).
+        self._queries: dict[str, tuple[str, float, bool]] = {}
         self.webhook: dict[str, Any] = {"url": "", "secret_token": None, "allowed_updates": None}
 
     # -- what tests and local tools use --------------------------------------------------------
@@ -146,6 +188,7 @@ class TelegramEmulator:
         with self._lock:
             self._message_ids.clear()
             self._failures.clear()
+            self._queries.clear()
             self.webhook = {"url": "", "secret_token": None, "allowed_updates": None}
 
     def fail_next(self, status: int) -> None:
@@ -153,8 +196,20 @@ class TelegramEmulator:
         with self._lock:
             self._failures.append(status)
 
+    def issue(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Make the update's button tap one Telegram issued (so answerCallbackQuery takes its id, once,
+        within `callback_ttl`); for a test that posts the update to the hub itself. Returns it."""
+        query = update.get("callback_query")
+        if isinstance(query, dict) and isinstance(query.get("id"), str):
+            message = query.get("message") if isinstance(query.get("message"), dict) else {}
+            chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+            with self._lock:
+                self._queries[query["id"]] = (str(chat.get("id", "")), time.monotonic(), False)
+        return update
+
     def deliver(self, update: dict[str, Any], timeout: float = 10.0) -> tuple[int, str]:
         """POST `update` to the webhook set with setWebhook, with its secret token, as Telegram does."""
+        self.issue(update)
         url, secret_token = self.webhook["url"], self.webhook["secret_token"]
         if not url:
             raise RuntimeError("no webhook is set: call setWebhook first")
@@ -203,6 +258,8 @@ class TelegramEmulator:
             return _ok(info)  # the secret token is never shown, as Telegram never shows it
         if api in ("sendmessage", "sendphoto", "senddocument"):
             return self._send(api, params)
+        if api == "answercallbackquery":
+            return self._answer_callback(params)
         return _error(404, "Not Found")
 
     # -- methods -------------------------------------------------------------------------------
@@ -234,6 +291,41 @@ class TelegramEmulator:
                 "allowed_updates": allowed if url else None,
             }
         return _ok(True, "Webhook was set" if url else "Webhook was deleted")
+
+    def _answer_callback(self, params: dict[str, Any]) -> Answer:
+        query_id = str(params.get("callback_query_id") or "").strip()
+        if not query_id:
+            return _error(400, "Bad Request: QUERY_ID_INVALID")
+        text = params.get("text")
+        if text is not None and len(str(text)) > MAX_CALLBACK_ANSWER_CHARS:
+            return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        show_alert = params.get("show_alert")
+        if show_alert is not None and show_alert not in (True, False, "true", "false", "True", "False"):
+            return _error(400, 'Bad Request: can\'t parse "show_alert" as Boolean')
+        cache_time = params.get("cache_time")
+        if cache_time is not None and (isinstance(cache_time, bool) or not str(cache_time).lstrip("-").isdigit()):
+            return _error(400, 'Bad Request: can\'t parse "cache_time" as Integer')
+        with self._lock:
+            issued = self._queries.get(query_id)
+            if issued is None or issued[2] or time.monotonic() - issued[1] > self.callback_ttl:
+                return _error(400, QUERY_TOO_OLD)
+            chat_id = issued[0]
+            self._queries[query_id] = (chat_id, issued[1], True)
+        if self._sandbox is not None:
+            self._sandbox.record(
+                {
+                    "provider": self.provider,
+                    "id": f"callback:{query_id}",
+                    "method": "answerCallbackQuery",
+                    "chat_id": chat_id,
+                    "request": params,
+                    "result": True,
+                    "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                    "status": "answered",
+                    "callbacks": [],
+                }
+            )
+        return _ok(True)
 
     def _send(self, api: str, params: dict[str, Any]) -> Answer:
         chat_id = str(params.get("chat_id", "")).strip()

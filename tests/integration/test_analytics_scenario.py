@@ -115,8 +115,9 @@ def test_every_metric_matches_the_hand_computed_day(
     scenario: tuple[MovableClock, Workers], sandbox: ProviderSandbox
 ) -> None:
     from chalicelib.domain.agents import AgentStatus
-    from chalicelib.services import agents, analytics, routing
+    from chalicelib.services import analytics, routing
     from chalicelib.services.ingest import ingest
+    from chalicelib.store import agents as agent_store
 
     clock, workers = scenario
     t0 = clock.at
@@ -257,7 +258,7 @@ def test_every_metric_matches_the_hand_computed_day(
         return {row.pop("channel"): row for row in analytics.realtime()["agents"]}
 
     def counted_by_hand() -> dict[str, int]:
-        statuses = [agent.status.value for agent in agents.list_agents()]
+        statuses = [agent.status.value for agent in agent_store.all_agents()]
         return {status: statuses.count(status) for status in ("available", "away", "offline")}
 
     assert roster()["all"] == counted_by_hand() and roster()["all"]["available"] == 1

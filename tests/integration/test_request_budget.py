@@ -125,10 +125,10 @@ def _routed(hub: Hub, calls: Counter[str]) -> Counter[str]:
 
 
 @pytest.mark.usefixtures("hub_with_providers")
-def test_a_message_to_a_bot_in_control_costs_eight_requests(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """services/bots.py: the routing worker reads the conversation, customer and message, queues
-    the CRM's message.created (and counts it: GetItem + TransactWriteItems), reads the integration
-    and queues its targeted event."""
+def test_a_message_to_a_bot_in_control_costs_five_requests(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """services/bots.py: the routing worker reads the conversation, customer, message and
+    analytics cycle head (one BatchGetItem), queues the CRM's message.created (and counts it: one
+    TransactWriteItems), reads the integration and queues its targeted event."""
     from chalicelib.services import integrations
     from chalicelib.services.ingest import ingest
     from tests.integration.routing_support import configure
@@ -143,15 +143,22 @@ def test_a_message_to_a_bot_in_control_costs_eight_requests(hub: Hub, monkeypatc
     spent = _routed(hub, calls)
 
     assert spent == Counter(
-        {"dynamodb.GetItem": 5, "dynamodb.TransactWriteItems": 1, "sqs.SendMessageBatch": 1, "sqs.SendMessage": 1}
+        {
+            "dynamodb.BatchGetItem": 1,
+            "dynamodb.GetItem": 1,
+            "dynamodb.TransactWriteItems": 1,
+            "sqs.SendMessageBatch": 1,
+            "sqs.SendMessage": 1,
+        }
     ), spent
 
 
 @pytest.mark.usefixtures("hub_with_providers")
-def test_a_message_the_assistant_answers_costs_twelve_requests(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """services/assistant.py: the worker's three reads and the CRM batch, the knowledge base's
-    version (entries cached), then the outbound path's write, early-status query and event; the
-    customer's message and the bot's answer are each counted (GetItem + TransactWriteItems)."""
+def test_a_message_the_assistant_answers_costs_nine_requests(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """services/assistant.py: the worker's one BatchGetItem (conversation, customer, message,
+    analytics head) and the CRM batch, the knowledge base's version (entries cached), then the
+    outbound path's write, early-status query and event; the customer's message is counted with
+    the head in hand (TransactWriteItems), the bot's answer with a GetItem + TransactWriteItems."""
     from chalicelib.services import knowledge
     from chalicelib.services.ingest import ingest
     from tests.integration.routing_support import configure
@@ -168,4 +175,5 @@ def test_a_message_the_assistant_answers_costs_twelve_requests(hub: Hub, monkeyp
 
     spent = _routed(hub, calls)
 
-    assert sum(spent.values()) == 12 and "dynamodb.Scan" not in spent, spent
+    assert sum(spent.values()) == 9 and "dynamodb.Scan" not in spent, spent
+    assert spent["dynamodb.BatchGetItem"] == 1, spent

@@ -79,9 +79,10 @@ def test_an_sms_survey_is_rated_rerated_commented_and_counted(
     emitted: list[tuple[str, dict[str, Any], str]] = []
     real_emit = events.emit_many
 
-    def capture(batch: list[tuple[str, dict[str, Any], str]]) -> Any:
+    def capture(batch: list[tuple[str, dict[str, Any], str]], *rest: Any, **options: Any) -> Any:
+        # Whatever else the caller passes (routing hands over the analytics heads it read) goes on.
         emitted.extend(batch)
-        return real_emit(batch)
+        return real_emit(batch, *rest, **options)
 
     monkeypatch.setattr(events, "emit_many", capture)
 
@@ -452,3 +453,199 @@ def test_an_expired_or_tampered_email_link_is_refused(workers: Workers) -> None:
             assert 400 <= answer.status_code < 500, bad
             assert client.http.post(f"/csat/{bad}", body=b"rating=5", headers=form).status_code < 500
         assert client.http.post(path, body=b"\xff\xfe", headers=form).status_code < 500
+
+
+# --- The customer's language: the question, the buttons and the thanks speak it ------------------------
+
+
+def speaks(customer_id: str, language: str) -> None:
+    from chalicelib.api.models import CustomerPatch
+    from chalicelib.services import customers
+
+    customers.patch_customer(customer_id, CustomerPatch(attributes={"language": language}))
+
+
+def test_a_spanish_speaking_customer_is_asked_and_thanked_in_spanish_by_sms(
+    workers: Workers, sandbox: ProviderSandbox
+) -> None:
+    from chalicelib.http.replies import send_reply
+    from chalicelib.services import routing
+    from chalicelib.services.ingest import ingest
+
+    number = "+15017127710"
+    first = ingest(sms("SMsv-es-0", sender=number, body="mi pedido no ha llegado"))
+    speaks(first.customer_id, "es-MX")
+    workers.drain(until=lambda: conversation(first.conversation_id).offer_id is not None)
+    routing.accept_offer(conversation(first.conversation_id).offer_id)
+    assert send_reply(first.conversation_id, {"agent_id": "ada", "body": "Sale hoy."}).status_code == 201
+    routing.resolve(first.conversation_id)
+    workers.drain(until=lambda: conversation(first.conversation_id).survey is not None, timeout=10)
+    workers.drain()
+    assert texts_to(sandbox, number)[-1] == (
+        "¿Qué tal lo hicimos? Responda con un número del 1 (muy mal) al 5 (excelente)."
+    )
+    assert conversation(first.conversation_id).survey.language == "es-mx"
+
+    ingest(sms("SMsv-es-1", sender=number, body="cinco"))
+    workers.drain()
+    assert conversation(first.conversation_id).survey.rating == 5
+    assert texts_to(sandbox, number)[-1].startswith("¡Gracias! Si quiere, cuéntenos en un mensaje")
+
+
+def test_a_spanish_speaking_customer_gets_a_spanish_whatsapp_list(
+    meta_workers: Workers, sandbox: ProviderSandbox
+) -> None:
+    from chalice.test import Client
+
+    from app import app
+    from chalicelib.http.replies import send_reply
+    from chalicelib.services import customers, routing
+    from tests.integration.test_meta_channel import WA_ID, deliver, whatsapp_text, whatsapp_value
+
+    with Client(app) as client:
+        assert deliver(client, whatsapp_text("wamid.SURVEY-ES-1", "mi pedido no llegó")).status_code == 200
+        customer = customers.find_customer(channel="whatsapp", address="+" + WA_ID)
+        speaks(customer.id, "es")
+        conversation_id = customer.conversation_id
+        meta_workers.drain(until=lambda: conversation(conversation_id).offer_id is not None)
+        routing.accept_offer(conversation(conversation_id).offer_id)
+        assert send_reply(conversation_id, {"agent_id": "ada", "body": "Sale hoy."}).status_code == 201
+        routing.resolve(conversation_id)
+        meta_workers.drain(until=lambda: conversation(conversation_id).survey is not None, timeout=10)
+        meta_workers.drain()
+        question = whatsapp_sends(sandbox)[-1]
+        assert question["interactive"]["body"]["text"].startswith("¿Qué tal lo hicimos? Valórenos del 1")
+        rows = question["interactive"]["action"]["sections"][0]["rows"]
+        assert [row["title"] for row in rows] == ["5 Excelente", "4 Bien", "3 Regular", "2 Mal", "1 Muy mal"]
+
+        tap = {
+            "from": WA_ID,
+            "id": "wamid.SURVEY-ES-2",
+            "timestamp": str(int(datetime.now(UTC).timestamp())),
+            "type": "interactive",
+            "interactive": {"type": "list_reply", "list_reply": {"id": rows[2]["id"], "title": rows[2]["title"]}},
+            "context": {"from": "15550783881", "id": "wamid.question"},
+        }
+        payload = whatsapp_value(contacts=[{"profile": {"name": "Ada"}, "wa_id": WA_ID}], messages=[tap])
+        assert deliver(client, payload).status_code == 200
+        meta_workers.drain()
+    assert conversation(conversation_id).survey.rating == 3
+    thanks = whatsapp_sends(sandbox)[-1]
+    assert thanks["type"] == "text" and thanks["text"]["body"].startswith("¡Gracias!")
+
+
+# --- Telegram: a tap on a rating button is answered (answerCallbackQuery), so its spinner stops --------
+
+TELEGRAM_SECRET = "surveys_telegram-secret"
+TELEGRAM_TOKEN = "7000000001:AAH-surveys_bot_token-xyz"
+TELEGRAM_USER = 246813579
+
+
+@pytest.fixture(scope="module")
+def telegram_api(sandbox: ProviderSandbox) -> Any:
+    from local.chat_sandbox.telegram import TelegramEmulator
+
+    return sandbox.add_emulator(TelegramEmulator(TELEGRAM_TOKEN, username="AcmeHelpBot"))
+
+
+@pytest.fixture
+def telegram_workers(
+    hub_with_providers: Hub, sandbox: ProviderSandbox, telegram_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Workers]:
+    from chalicelib.config import settings
+
+    telegram_api.reset()
+    for name, value in {
+        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
+        "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_BOT_USERNAME": "AcmeHelpBot",
+        "TELEGRAM_API_BASE_URL": sandbox.url_for("telegram"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings.cache_clear()
+    configure(monkeypatch, surveys={"delay_seconds": 0}, offer_timeout_seconds=900)
+    make_agent("ada", capacity={"telegram": 2})
+    yield Workers(hub_with_providers)
+    settings.cache_clear()
+
+
+def telegram_post(update: dict[str, Any]) -> int:
+    import json
+
+    from chalice.test import Client
+
+    from app import app
+
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    with Client(app) as client:
+        return client.http.post("/webhooks/telegram", headers=headers, body=json.dumps(update).encode()).status_code
+
+
+def telegram_calls(sandbox: ProviderSandbox) -> list[dict[str, Any]]:
+    return [record for record in sandbox.records() if record["provider"] == "telegram"]
+
+
+def test_a_telegram_rating_tap_is_answered_before_the_thanks(
+    telegram_workers: Workers, sandbox: ProviderSandbox, telegram_api: Any
+) -> None:
+    from chalicelib.http.replies import send_reply
+    from chalicelib.services import customers, routing
+    from local.chat_sandbox.telegram import callback_update, text_update
+
+    assert telegram_post(text_update(810001, TELEGRAM_USER, "¿Dónde está mi pedido?")) == 200
+    customer = customers.find_customer(channel="telegram", address=str(TELEGRAM_USER))
+    speaks(customer.id, "es")
+    conversation_id = customer.conversation_id
+    telegram_workers.drain(until=lambda: conversation(conversation_id).offer_id is not None)
+    routing.accept_offer(conversation(conversation_id).offer_id)
+    assert send_reply(conversation_id, {"agent_id": "ada", "body": "Sale hoy."}).status_code == 201
+    routing.resolve(conversation_id)
+    telegram_workers.drain(until=lambda: conversation(conversation_id).survey is not None, timeout=10)
+    telegram_workers.drain()
+    [question] = [call for call in telegram_calls(sandbox) if "reply_markup" in call["request"]]
+    assert question["request"]["text"].startswith("¿Qué tal lo hicimos?")
+    buttons = [row[0] for row in question["request"]["reply_markup"]["inline_keyboard"]]
+    assert [button["text"] for button in buttons][:2] == ["5 Excelente", "4 Bien"]
+
+    tap = telegram_api.issue(callback_update(810002, TELEGRAM_USER, buttons[0]["callback_data"], query_id="9081726354"))
+    assert telegram_post(tap) == 200
+    assert telegram_post(tap) == 200, "Telegram redelivered the update"
+    telegram_workers.drain()
+
+    assert conversation(conversation_id).survey.rating == 5
+    after = telegram_calls(sandbox)[telegram_calls(sandbox).index(question) + 1 :]
+    assert [call["method"] for call in after] == ["answerCallbackQuery", "sendMessage"], "answered once, then thanked"
+    assert after[0]["request"] == {"callback_query_id": "9081726354"} and after[0]["status"] == "answered"
+    assert after[1]["request"]["text"].startswith("¡Gracias!")
+
+
+def test_the_telegram_sandbox_checks_answer_callback_query(telegram_api: Any, sandbox: ProviderSandbox) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from local.chat_sandbox.telegram import QUERY_TOO_OLD, callback_update
+
+    def call(params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        url = f"{sandbox.url_for('telegram')}/bot{TELEGRAM_TOKEN}/answerCallbackQuery"
+        body = json.dumps(params).encode()
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
+
+    telegram_api.reset()
+    telegram_api.issue(callback_update(1, TELEGRAM_USER, "csat:4", query_id="111"))
+    assert call({}) == (400, {"ok": False, "error_code": 400, "description": "Bad Request: QUERY_ID_INVALID"})
+    assert call({"callback_query_id": "111", "text": "x" * 201})[1]["description"] == "Bad Request: MESSAGE_TOO_LONG"
+    assert call({"callback_query_id": "999"})[1]["description"] == QUERY_TOO_OLD, "never issued"
+    assert call({"callback_query_id": "111", "text": "Thanks!"}) == (200, {"ok": True, "result": True})
+    assert call({"callback_query_id": "111"})[1]["description"] == QUERY_TOO_OLD, "answered already"
+    telegram_api.callback_ttl = 0.0
+    telegram_api.issue(callback_update(2, TELEGRAM_USER, "csat:4", query_id="222"))
+    assert call({"callback_query_id": "222"})[0] == 400, "too old"
+    telegram_api.callback_ttl = 15.0

@@ -26,6 +26,7 @@ from chalicelib.channels.meta.fields import (
 )
 from chalicelib.domain.identity import InvalidIdentity, user_id_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, StatusUpdate
+from chalicelib.domain.surveys import CHOICE_ID_PREFIX
 from chalicelib.domain.webhook_items import Skipped
 
 MAX_REF_CHARS = 2083  # Meta's limit for an m.me ref parameter
@@ -134,8 +135,13 @@ def _chat_message(event: dict[str, Any], message: dict[str, Any], channel: Chann
         yield Skipped(f"{channel.value}.deleted", "the customer unsent a message")
         return
     text = as_text(message.get("text"))
-    if not text:
-        text = as_text(as_dict(message.get("quick_reply")).get("payload"))
+    payload = as_text(as_dict(message.get("quick_reply")).get("payload"), 1000)
+    if payload.startswith(CHOICE_ID_PREFIX):
+        # A tap on one of the hub's own quick replies (a survey rating): the payload is the answer,
+        # since `text` is the title Meta cut to 20 characters and may no longer match the label.
+        text = payload
+    elif not text:
+        text = payload
     media = _attachments(as_list(message.get("attachments")))
     if not text and not media:
         if message.get("is_unsupported") is True or message.get("attachments") is not None:
@@ -175,7 +181,9 @@ def _postback(event: dict[str, Any], postback: dict[str, Any], channel: Channel)
     ref = _ref(referral.get("ref"))
     mid = postback.get("mid")
     message_id = as_id(mid, "postback.mid") if mid is not None else _synthetic_id("postback", event, channel)
-    body = as_text(postback.get("title")) or as_text(postback.get("payload"))
+    payload = as_text(postback.get("payload"), 1000)
+    # The hub's own choice (a survey rating) answers by its payload, like a quick reply.
+    body = payload if payload.startswith(CHOICE_ID_PREFIX) else as_text(postback.get("title")) or payload
     yield _inbound(event, channel, message_id, body, link_code=ref)
 
 

@@ -31,6 +31,7 @@ from chalicelib.channels.meta.fields import (
 )
 from chalicelib.domain.identity import InvalidIdentity, phone_identity
 from chalicelib.domain.messages import Channel, DeliveryStatus, InboundMessage, Media, StatusUpdate
+from chalicelib.domain.surveys import CHOICE_ID_PREFIX
 from chalicelib.domain.webhook_items import Skipped
 
 _WA_ID = re.compile(r"\d{5,20}")
@@ -220,7 +221,12 @@ def _interactive_text(interactive: dict[str, Any]) -> str | None:
     kind = as_text(interactive.get("type"), 40)
     if kind in ("button_reply", "list_reply"):
         reply = as_dict(interactive.get(kind))
-        return as_text(reply.get("title")) or as_text(reply.get("id"))
+        choice_id = as_text(reply.get("id"), 200)
+        if choice_id.startswith(CHOICE_ID_PREFIX):
+            # One of the hub's own choices (a survey rating): its id is the answer, since the title
+            # WhatsApp echoes was cut to 24 characters and may no longer match the label.
+            return choice_id
+        return as_text(reply.get("title")) or choice_id
     if kind == "nfm_reply":  # a WhatsApp Flow was completed: its summary text
         return as_text(as_dict(interactive.get("nfm_reply")).get("body")) or "[form submitted]"
     return None
