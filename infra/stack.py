@@ -59,6 +59,10 @@ TABLE_ACTIONS = (
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
+    # BatchGetItem: routing reads a message's conversation, customer and cycle head at once;
+    # BatchWriteItem: store.agents.import_agents (a roster import). Same table, same items.
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
 )
 INDEX_ACTIONS = ("dynamodb:Query",)
 NOT_FOUND_MESSAGE = "No route matches this method and path."

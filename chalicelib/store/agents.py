@@ -178,14 +178,19 @@ def _roster_ops(agent_id: str, before: Agent | None, after: Agent | None) -> lis
     by_channel: dict[str, dict[str, int]] = {}
     for (channel, state), delta in roster_moves(before, after).items():
         by_channel.setdefault(channel, {})[state] = delta
-    ops = []
-    for channel, deltas in sorted(by_channel.items()):
-        states = sorted(deltas)
-        names = {f"#s{i}": state for i, state in enumerate(states)}
-        values: dict[str, Any] = {f":s{i}": deltas[state] for i, state in enumerate(states)}
-        expression = "ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(states)))
-        ops.append(table.update_op(roster_key(_roster_shard(agent_id), channel), expression, names, values, None))
-    return ops
+    return [
+        _count_op(roster_key(_roster_shard(agent_id), channel), deltas)
+        for channel, deltas in sorted(by_channel.items())
+    ]
+
+
+def _count_op(key: dict[str, str], deltas: dict[str, int]) -> dict[str, Any]:
+    """ADD each state's delta to one roster count item."""
+    states = sorted(deltas)
+    names = {f"#s{i}": state for i, state in enumerate(states)}
+    values: dict[str, Any] = {f":s{i}": deltas[state] for i, state in enumerate(states)}
+    expression = "ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(states)))
+    return table.update_op(key, expression, names, values, None)
 
 
 ROSTER_STATES = tuple(status.value for status in AgentStatus)
@@ -299,13 +304,7 @@ def import_agents(agents: list[Agent]) -> None:
     by_key: dict[tuple[int, str], dict[str, int]] = {}
     for (shard, channel, state), delta in moves.items():
         by_key.setdefault((shard, channel), {})[state] = delta
-    ops = []
-    for (shard, channel), deltas in sorted(by_key.items()):
-        states = sorted(deltas)
-        names = {f"#s{i}": state for i, state in enumerate(states)}
-        values: dict[str, Any] = {f":s{i}": deltas[state] for i, state in enumerate(states)}
-        expression = "ADD " + ", ".join(f"#s{i} :s{i}" for i in range(len(states)))
-        ops.append(table.update_op(roster_key(shard, channel), expression, names, values, None))
+    ops = [_count_op(roster_key(shard, channel), deltas) for (shard, channel), deltas in sorted(by_key.items())]
     for start in range(0, len(ops), 100):
         table.transact(ops[start : start + 100])
 
